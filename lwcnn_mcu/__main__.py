@@ -1,0 +1,3 @@
+from lwcnn_mcu.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""The compile driver, top to bottom:
+
+    frontend (.keras -> int8 .tflite -> IR)  ->  passes.PIPELINE  ->  planner  ->  codegen
+
+and the report (params, MACs, weights_bytes, arena_bytes, one row per layer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lwcnn_mcu import __version__, codegen, datasets, ir, models, passes, planner
+from lwcnn_mcu.errors import LwcnnError
+from lwcnn_mcu.frontend import keras_model, tflite
+
+
+@dataclass
+class Compiled:
+    source: Path
+    graph: ir.Graph
+    plan: planner.MemoryPlan
+    gen: codegen.Generated
+    tflite: bytes
+    keras: Any | None
+    report: dict[str, Any]
+
+    def files(self) -> dict[str, str | bytes]:
+        out: dict[str, str | bytes] = dict(self.gen.files)
+        out["model.tflite"] = self.tflite
+        out["report.json"] = json.dumps(self.report, indent=2) + "\n"
+        return out
+
+
+def load_npy(path: str | Path, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise LwcnnError(f"{what} file {p} does not exist")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise LwcnnError(f"{what} file {p} is not a readable .npy array ({str(exc)[:120]})") from None
+
+
+def dataset_for(model: str) -> str | None:
+    return model if model in models.SHIPPED else None
+
+
+def compile_model(model: str, *, dataset: str | None = None, calib: str | Path | np.ndarray | None = None,
+                  calib_samples: int = 500) -> Compiled:
+    path = models.resolve(model)
+    keras_obj = None
+    if path.suffix == ".keras":
+        keras_obj = keras_model.load_keras(path)
+        shape = keras_model.check_model(keras_obj, str(path))
+        if calib is not None:
+            x = load_npy(calib, "calibration") if not isinstance(calib, np.ndarray) else calib
+            x = keras_model.check_data(x, shape, str(calib) if not isinstance(calib, np.ndarray) else "calibration",
+                                       "calibration data")
+        else:
+            ds = dataset or dataset_for(model)
+            if ds is None:
+                raise LwcnnError(f"{path}: a .keras model is quantized with calibration data; "
+                                 "give --dataset D or --calib X.npy")
+            datasets.check_name(ds)
+            if datasets.INPUT_SHAPES[ds] != shape:
+                raise LwcnnError(f"{path}: the model's input {list(shape)} does not match dataset '{ds}' "
+                                 f"{list(datasets.INPUT_SHAPES[ds])}")
+            x = datasets.calibration_set(ds, calib_samples)
+        buf = keras_model.quantize(keras_obj, x)
+    else:
+        try:
+            buf = path.read_bytes()
+        except OSError as exc:
+            raise LwcnnError(f"model file {path} cannot be read ({exc.strerror})") from None
+    g = tflite.read_tflite(buf, str(path))
+    g = g.replace(name=path.stem)
+    g = passes.run_pipeline(g)
+    plan = planner.plan_memory(g)
+    gen = codegen.generate(g, plan)
+    return Compiled(path, g, plan, gen, buf, keras_obj, make_report(path, g, plan, gen))
+
+
+def make_report(path: Path, g: ir.Graph, plan: planner.MemoryPlan, gen: codegen.Generated) -> dict[str, Any]:
+    layers = []
+    for op in g.ops:
+        y = g.t(op.outputs[0])
+        pl = plan.placements[y.id]
+        layers.append({
+            "name": op.name,
+            "op": op.opcode or op.kind.upper(),
+            "kernel": f"lw_{op.kind}_s8",
+            "output_shape": list(y.shape),
+            "params": op.params(g),
+            "macs": op.macs(g),
+            "arena_offset": pl.offset if pl.where == "arena" else None,
+            "output_in": pl.where,
+        })
+    return {
+        "tool": f"lwcnn-mcu {__version__}",
+        "model": str(path),
+        "model_sha256": g.model_hash,
+        "input_shape": list(g.input.shape),
+        "input_scale": g.input.scale,
+        "input_zero_point": g.input.zero_point,
+        "output_shape": list(g.output.shape),
+        "output_scale": g.output.scale,
+        "output_zero_point": g.output.zero_point,
+        "params": sum(r["params"] for r in layers),
+        "macs": sum(r["macs"] for r in layers),
+        "weights_bytes": gen.weights_bytes,
+        "arena_bytes": plan.arena_bytes,
+        "kernels": [f"lw_{k}_s8" for k in gen.kernels],
+        "layers": layers,
+    }

@@ -1,0 +1,106 @@
+"""Build the generated C for the host (as strictly as for the target) and run it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lwcnn_mcu import codegen
+from lwcnn_mcu.errors import LwcnnError
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-Wno-sign-conversion"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lwcnn-mcu" / "host"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@dataclass(frozen=True)
+class HostModel:
+    exe: Path
+    in_size: int
+    out_size: int
+    n_layers: int
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """x: (N, in_size) int8 -> (N, out_size) int8."""
+        x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.int8)
+        with tempfile.TemporaryDirectory() as d:
+            fin, fout = Path(d) / "in.bin", Path(d) / "out.bin"
+            fin.write_bytes(x.tobytes())
+            self._exec([str(fin), str(len(x)), str(fout)])
+            return np.frombuffer(fout.read_bytes(), np.int8).reshape(len(x), self.out_size).copy()
+
+    def trace(self, x: np.ndarray) -> dict[int, np.ndarray]:
+        """Every layer's output for one input."""
+        with tempfile.TemporaryDirectory() as d:
+            fin, fout, ftr = Path(d) / "in.bin", Path(d) / "out.bin", Path(d) / "trace.bin"
+            fin.write_bytes(np.ascontiguousarray(x, np.int8).tobytes())
+            self._exec([str(fin), "1", str(fout), str(ftr)])
+            raw = ftr.read_bytes()
+        out: dict[int, np.ndarray] = {}
+        pos = 0
+        while pos < len(raw):
+            layer, size = np.frombuffer(raw[pos:pos + 8], np.int32)
+            out[int(layer)] = np.frombuffer(raw[pos + 8:pos + 8 + size], np.int8).copy()
+            pos += 8 + int(size)
+        return out
+
+    def _exec(self, args: list[str]) -> None:
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+        r = subprocess.run([str(self.exe), *args], capture_output=True, text=True, env=env, timeout=3600)
+        if r.returncode != 0 or "runtime error" in r.stderr or "AddressSanitizer" in r.stderr:
+            raise RuntimeError(f"host model run failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None:
+        raise LwcnnError(f"no host C compiler '{cc}' on PATH; install gcc (make setup does) or set CC")
+    return cc
+
+
+def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2") -> HostModel:
+    """Compile the generated sources plus the host harness into an executable (cached by content)."""
+    host = codegen.templates_dir() / "host"
+    sources = dict(files)
+    sources["lw_host_main.c"] = (host / "lw_host_main.c").read_text()
+    sources["lwcnn_hooks.h"] = (host / "lwcnn_hooks.h").read_text()
+    flags = STRICT + [opt, "-DLWCNN_HAVE_HOOKS"] + (SANITIZE + ["-g"] if sanitize else [])
+    cc = compiler()
+    h = hashlib.sha256(repr((sorted(sources.items()), flags, cc)).encode()).hexdigest()[:24]
+    d = cache_dir() / h
+    exe = d / "lw_host"
+    if not exe.is_file():
+        tmp = Path(tempfile.mkdtemp(prefix="build.", dir=cache_dir()))
+        for name, text in sources.items():
+            (tmp / name).write_text(text)
+        cfiles = sorted(str(tmp / n) for n in sources if n.endswith(".c"))
+        r = subprocess.run([cc, *flags, "-I", str(tmp), *cfiles, "-o", str(tmp / "lw_host")],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"host build of the generated C failed:\n{r.stderr[-4000:]}")
+        try:
+            tmp.rename(d)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    model_h = files["lwcnn_model.h"]
+
+    def macro(name: str) -> int:
+        for line in model_h.splitlines():
+            if line.startswith(f"#define {name} "):
+                return int(line.split()[2].strip("()"))
+        raise KeyError(name)
+
+    return HostModel(exe, macro("LWCNN_INPUT_SIZE"), macro("LWCNN_OUTPUT_SIZE"), macro("LWCNN_NUM_LAYERS"))

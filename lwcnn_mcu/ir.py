@@ -1,0 +1,468 @@
+"""The compiler's intermediate representation: small frozen dataclasses.
+
+A :class:`Graph` holds tensors (activations and constants, with shapes and int8 quantization
+parameters) and ops in topological order. Every op class is one vertical slice of the compiler:
+its fields mirror the TFLite builtin options, :meth:`Op.lower` computes the fixed-point constants
+the C kernel needs (exactly as TFLite Micro's ``Prepare`` does), and ``C_PARAMS`` lists the int32
+fields of the kernel's parameter struct (``lw_<kind>_params_t``), from which the C typedef is
+generated. The template ``templates/ops/<kind>.c.j2`` prints the call; the runtime kernel
+``templates/runtime/lw_<kind>_s8.c`` implements it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lwcnn_mcu import quant
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    id: int  # index of the tensor in the .tflite subgraph (used by traces)
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "int8" | "int32"
+    quant: QuantParams | None
+    data: np.ndarray | None = None  # constants only
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * (4 if self.dtype == "int32" else 1)
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def scale(self) -> float:
+        assert self.quant is not None
+        return self.quant.scale[0]
+
+    @property
+    def zero_point(self) -> int:
+        assert self.quant is not None
+        return self.quant.zero_point[0]
+
+    @property
+    def nhwc(self) -> tuple[int, int, int]:
+        """(H, W, C) of a 4-D batch-1 tensor, or (1, 1, N) of a 2-D one."""
+        if len(self.shape) == 4:
+            return self.shape[1], self.shape[2], self.shape[3]
+        return 1, 1, self.size
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    lowered: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    opcode: str = ""  # the TFLite builtin it came from
+
+    kind: ClassVar[str] = ""
+    tflite_ops: ClassVar[tuple[str, ...]] = ()
+    C_PARAMS: ClassVar[tuple[str, ...]] = ()
+    #: the output may be written over this input (index into inputs) when the input dies here
+    INPLACE_INPUT: ClassVar[int | None] = None
+
+    def lower(self, g: Graph) -> Op:
+        """Return a copy with the fixed-point constants of the C kernel computed."""
+        return self
+
+    def macs(self, g: Graph) -> int:
+        return 0
+
+    def params(self, g: Graph) -> int:
+        return sum(g.t(i).size for i in self.inputs[1:] if i >= 0 and g.t(i).is_const)
+
+    def c_params(self) -> dict[str, int]:
+        return {k: int(self.lowered[k]) for k in self.C_PARAMS}
+
+    def _io(self, g: Graph) -> tuple[Tensor, Tensor]:
+        return g.t(self.inputs[0]), g.t(self.outputs[0])
+
+
+def _same_or_valid_pad(padding: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
+    """TFLite ComputePaddingHeightWidth: padding before (top/left); the extra goes after."""
+    if padding == "VALID":
+        return 0
+    eff = (k - 1) * dil + 1
+    pad = ((out_size - 1) * stride + eff - in_size) // 2
+    return max(pad, 0)
+
+
+_WINDOW_PARAMS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
+                  "stride_w", "pad_top", "pad_left")
+
+
+def _window_lowering(g: Graph, op: Any, k_h: int, k_w: int, dil_h: int = 1, dil_w: int = 1) -> dict[str, int]:
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    ih, iw, ic = x.nhwc
+    oh, ow, oc = y.nhwc
+    return {
+        "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": k_h, "k_w": k_w, "stride_h": op.stride[0], "stride_w": op.stride[1],
+        "pad_top": _same_or_valid_pad(op.padding, ih, k_h, op.stride[0], dil_h, oh),
+        "pad_left": _same_or_valid_pad(op.padding, iw, k_w, op.stride[1], dil_w, ow),
+    }
+
+
+def _act(g: Graph, out: int, activation: str) -> dict[str, int]:
+    y = g.t(out)
+    lo, hi = quant.activation_range(activation, y.scale, y.zero_point)
+    return {"act_min": lo, "act_max": hi}
+
+
+@dataclass(frozen=True)
+class Conv2D(Op):
+    """CONV_2D: inputs (x, filter OHWI, bias int32 | -1)."""
+
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    padding: str = "SAME"
+    activation: str = "NONE"
+
+    kind: ClassVar[str] = "conv"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
+                                                          "act_min", "act_max")
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        w = g.t(self.inputs[1])
+        oc, kh, kw, _ = w.shape
+        lw = _window_lowering(g, self, kh, kw, *self.dilation)
+        mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, oc)
+        lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], in_offset=-x.zero_point,
+                  out_offset=y.zero_point, mult=mults, shift=shifts, **_act(g, self.outputs[0], self.activation))
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        w = g.t(self.inputs[1])
+        oh, ow, oc = g.t(self.outputs[0]).nhwc
+        return oh * ow * oc * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2D(Op):
+    """DEPTHWISE_CONV_2D: inputs (x, filter 1HW(C*M), bias)."""
+
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    padding: str = "SAME"
+    activation: str = "NONE"
+    depth_multiplier: int = 1
+
+    kind: ClassVar[str] = "dwconv"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "depth_mult", "in_offset",
+                                                          "out_offset", "act_min", "act_max")
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        w = g.t(self.inputs[1])
+        _, kh, kw, oc = w.shape
+        lw = _window_lowering(g, self, kh, kw, *self.dilation)
+        mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, oc)
+        lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], depth_mult=oc // x.nhwc[2],
+                  in_offset=-x.zero_point, out_offset=y.zero_point, mult=mults, shift=shifts,
+                  **_act(g, self.outputs[0], self.activation))
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        w = g.t(self.inputs[1])
+        oh, ow, oc = g.t(self.outputs[0]).nhwc
+        return oh * ow * oc * w.shape[1] * w.shape[2]
+
+
+@dataclass(frozen=True)
+class FullyConnected(Op):
+    """FULLY_CONNECTED: inputs (x, weights [out, in], bias | -1)."""
+
+    activation: str = "NONE"
+
+    kind: ClassVar[str] = "fc"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max")
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        w = g.t(self.inputs[1])
+        mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, w.shape[0])
+        lw = {"in_n": w.shape[1], "out_n": w.shape[0], "in_offset": -x.zero_point,
+              "out_offset": y.zero_point, "mult": mults, "shift": shifts,
+              **_act(g, self.outputs[0], self.activation)}
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        w = g.t(self.inputs[1])
+        return w.shape[0] * w.shape[1]
+
+
+@dataclass(frozen=True)
+class MaxPool2D(Op):
+    filter: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: str = "VALID"
+    activation: str = "NONE"
+
+    kind: ClassVar[str] = "maxpool"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("MAX_POOL_2D",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("act_min", "act_max")
+
+    def lower(self, g: Graph) -> Op:
+        lw = _window_lowering(g, self, *self.filter)
+        lw.update(_act(g, self.outputs[0], self.activation))
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        return g.t(self.outputs[0]).size * self.filter[0] * self.filter[1]
+
+
+@dataclass(frozen=True)
+class AvgPool2D(MaxPool2D):
+    kind: ClassVar[str] = "avgpool"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("AVERAGE_POOL_2D",)
+
+
+@dataclass(frozen=True)
+class Mean(Op):
+    """MEAN over H and W of a 4-D tensor (GlobalAveragePooling2D)."""
+
+    axes: tuple[int, ...] = (1, 2)
+
+    kind: ClassVar[str] = "mean"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("MEAN",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("count", "channels", "in_zp", "out_zp", "mult", "shift")
+
+    def lower(self, g: Graph) -> Op:
+        # TFLite Micro's EvalIntegerMean always takes QuantizedMeanOrSum (even for equal params).
+        x, y = self._io(g)
+        h, w, c = x.nhwc
+        mult, shift = quant.mean_params(x.scale, y.scale, h * w)
+        lw = {"count": h * w, "channels": c, "in_zp": x.zero_point, "out_zp": y.zero_point,
+              "mult": mult, "shift": shift}
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        return g.t(self.inputs[0]).size
+
+
+@dataclass(frozen=True)
+class ReduceMax(Op):
+    """REDUCE_MAX over H and W of a 4-D tensor (GlobalMaxPooling2D)."""
+
+    axes: tuple[int, ...] = (1, 2)
+
+    kind: ClassVar[str] = "reducemax"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("REDUCE_MAX",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("count", "channels")
+
+    def lower(self, g: Graph) -> Op:
+        h, w, c = g.t(self.inputs[0]).nhwc
+        return dataclasses.replace(self, lowered={"count": h * w, "channels": c})
+
+
+@dataclass(frozen=True)
+class Add(Op):
+    activation: str = "NONE"
+
+    kind: ClassVar[str] = "add"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("ADD",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in1_offset", "in2_offset", "out_offset", "left_shift",
+                                           "in1_mult", "in1_shift", "in2_mult", "in2_shift", "out_mult",
+                                           "out_shift", "act_min", "act_max")
+    INPLACE_INPUT: ClassVar[int | None] = 0
+
+    def lower(self, g: Graph) -> Op:
+        a, b, y = g.t(self.inputs[0]), g.t(self.inputs[1]), g.t(self.outputs[0])
+        lw: dict[str, Any] = quant.add_params(a.scale, b.scale, y.scale)
+        lw.update(size=y.size, in1_offset=-a.zero_point, in2_offset=-b.zero_point,
+                  out_offset=y.zero_point, **_act(g, self.outputs[0], self.activation))
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        return g.t(self.outputs[0]).size
+
+
+@dataclass(frozen=True)
+class Concatenation(Op):
+    """CONCATENATION along any axis: each input copies its chunk into every outer slice."""
+
+    axis: int = -1
+
+    kind: ClassVar[str] = "concat"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("CONCATENATION",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("outer", "out_chunk")
+
+    def lower(self, g: Graph) -> Op:
+        y = g.t(self.outputs[0])
+        axis = self.axis % len(y.shape)
+        outer = int(np.prod(y.shape[:axis])) if axis else 1
+        inner = int(np.prod(y.shape[axis + 1:])) if axis + 1 < len(y.shape) else 1
+        chunks = [g.t(i).shape[axis] * inner for i in self.inputs]
+        offsets = [sum(chunks[:k]) for k in range(len(chunks))]
+        return dataclasses.replace(self, lowered={"outer": outer, "out_chunk": sum(chunks), "chunks": chunks,
+                                                  "offsets": offsets})
+
+
+@dataclass(frozen=True)
+class Pad(Op):
+    """PAD / PADV2 of a 4-D NHWC tensor (batch and channel padding included)."""
+
+    paddings: tuple[tuple[int, int], ...] = ()
+    value: int | None = None  # None: the output zero point
+
+    kind: ClassVar[str] = "pad"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("PAD", "PADV2")
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "pad_top",
+                                           "pad_left", "pad_front", "value")
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        p = list(self.paddings)
+        while len(p) < 4:
+            p.insert(0, (0, 0))
+        ih, iw, ic = x.nhwc
+        oh, ow, oc = y.nhwc
+        lw = {"in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
+              "pad_top": p[1][0], "pad_left": p[2][0], "pad_front": p[3][0],
+              "value": y.zero_point if self.value is None else self.value}
+        return dataclasses.replace(self, lowered=lw)
+
+
+@dataclass(frozen=True)
+class Reshape(Op):
+    """RESHAPE: the same bytes under another shape; the planner makes it free."""
+
+    kind: ClassVar[str] = "reshape"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("RESHAPE",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("size",)
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+    def lower(self, g: Graph) -> Op:
+        return dataclasses.replace(self, lowered={"size": g.t(self.outputs[0]).size})
+
+
+@dataclass(frozen=True)
+class Softmax(Op):
+    beta: float = 1.0
+
+    kind: ClassVar[str] = "softmax"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("SOFTMAX",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("rows", "depth", "mult", "left_shift", "diff_min")
+    INPLACE_INPUT: ClassVar[int | None] = 0
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        mult, left_shift, diff_min = quant.softmax_params(self.beta, x.scale)
+        depth = x.shape[-1]
+        lw = {"rows": x.size // depth, "depth": depth, "mult": mult, "left_shift": left_shift,
+              "diff_min": diff_min}
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        return g.t(self.inputs[0]).size
+
+
+@dataclass(frozen=True)
+class Requantize(Op):
+    """QUANTIZE int8 -> int8 (new scale and zero point)."""
+
+    kind: ClassVar[str] = "requant"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("QUANTIZE",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in_zp", "out_zp", "mult", "shift", "act_min", "act_max")
+    INPLACE_INPUT: ClassVar[int | None] = 0
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        lw = {"size": x.size, "in_zp": x.zero_point, "out_zp": y.zero_point, "mult": mult, "shift": shift,
+              "act_min": -128, "act_max": 127}
+        return dataclasses.replace(self, lowered=lw)
+
+
+@dataclass(frozen=True)
+class Relu(Requantize):
+    """RELU / RELU6 as a separate op: a requantization with a clamp."""
+
+    max_value: float | None = None  # 6.0 for RELU6
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("RELU", "RELU6")
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        lowered = dict(super().lower(g).lowered)
+        lowered["act_min"] = max(-128, y.zero_point + quant.round_half_away(float(quant.f32(0.0))))
+        if self.max_value is not None:
+            q = float(quant.f32(self.max_value) / quant.f32(y.scale))
+            lowered["act_max"] = min(127, y.zero_point + quant.round_half_away(q))
+        return dataclasses.replace(self, lowered=lowered)
+
+
+#: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
+OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, Mean,
+                                    ReduceMax, Add, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
+KERNEL_KINDS: tuple[str, ...] = tuple(dict.fromkeys(c.kind for c in OP_CLASSES))
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    tensors: tuple[Tensor, ...]
+    ops: tuple[Op, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    model_hash: str = ""
+
+    def t(self, tid: int) -> Tensor:
+        return self._index[tid]
+
+    @property
+    def _index(self) -> dict[int, Tensor]:
+        idx = self.__dict__.get("_idx")
+        if idx is None:
+            idx = {t.id: t for t in self.tensors}
+            object.__setattr__(self, "_idx", idx)
+        return idx
+
+    @property
+    def input(self) -> Tensor:
+        return self.t(self.inputs[0])
+
+    @property
+    def output(self) -> Tensor:
+        return self.t(self.outputs[0])
+
+    def consumers(self, tid: int) -> list[int]:
+        return [i for i, op in enumerate(self.ops) if tid in op.inputs]
+
+    def producer(self, tid: int) -> int | None:
+        for i, op in enumerate(self.ops):
+            if tid in op.outputs:
+                return i
+        return None
+
+    def replace(self, **kw: Any) -> Graph:
+        return dataclasses.replace(self, **kw)

@@ -1,0 +1,87 @@
+"""Graph passes between the frontend and the memory planner.
+
+Each pass is a pure ``Graph -> Graph`` function; :data:`PIPELINE` lists them in the order they
+run. None of them may change a single output byte: the test suite compares the C of every
+pipeline with TFLite Micro.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from lwcnn_mcu import ir
+
+Pass = Callable[[ir.Graph], ir.Graph]
+
+
+def lower_ops(g: ir.Graph) -> ir.Graph:
+    """Compute every op's fixed-point constants (multipliers, shifts, offsets, clamps, pads)."""
+    return g.replace(ops=tuple(op.lower(g) for op in g.ops))
+
+
+def drop_identity_reshapes(g: ir.Graph) -> ir.Graph:
+    """Remove RESHAPEs whose output shape equals their input shape (rewire the consumers)."""
+    ops = list(g.ops)
+    outputs = list(g.outputs)
+    changed = True
+    while changed:
+        changed = False
+        for k, op in enumerate(ops):
+            if not isinstance(op, ir.Reshape):
+                continue
+            src, dst = op.inputs[0], op.outputs[0]
+            if g.t(src).shape != g.t(dst).shape or dst in outputs or src in g.inputs and dst in outputs:
+                continue
+            del ops[k]
+            ops = [dataclasses.replace(o, inputs=tuple(src if i == dst else i for i in o.inputs)) for o in ops]
+            changed = True
+            break
+    return g.replace(ops=tuple(ops), outputs=tuple(outputs))
+
+
+_FUSABLE = (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected, ir.MaxPool2D, ir.AvgPool2D, ir.Add)
+
+
+def fuse_activations(g: ir.Graph) -> ir.Graph:
+    """Fold a separate RELU/RELU6 into the op before it when it only clamps.
+
+    This is exact only when the RELU's input and output share scale and zero point (its
+    requantization is then the identity) and the producer feeds nothing else; the producer's
+    clamp becomes the intersection of both clamps.
+    """
+    ops = list(g.ops)
+    k = 0
+    while k < len(ops):
+        op = ops[k]
+        if isinstance(op, ir.Relu):
+            src = op.inputs[0]
+            x, y = g.t(src), g.t(op.outputs[0])
+            prod = next((j for j, o in enumerate(ops) if src in o.outputs), None)
+            users = [o for o in ops if src in o.inputs]
+            if (prod is not None and isinstance(ops[prod], _FUSABLE) and len(users) == 1
+                    and src not in g.outputs and (x.scale, x.zero_point) == (y.scale, y.zero_point)):
+                p = ops[prod]
+                lw = dict(p.lowered)
+                lw["act_min"] = max(lw["act_min"], op.lowered["act_min"])
+                lw["act_max"] = min(lw["act_max"], op.lowered["act_max"])
+                ops[prod] = dataclasses.replace(p, outputs=op.outputs, lowered=lw)
+                del ops[k]
+                continue
+        k += 1
+    return g.replace(ops=tuple(ops))
+
+
+def prune_tensors(g: ir.Graph) -> ir.Graph:
+    """Keep only the tensors that some op or the graph's interface still uses."""
+    used = {i for op in g.ops for i in op.inputs + op.outputs if i >= 0} | set(g.inputs) | set(g.outputs)
+    return g.replace(tensors=tuple(t for t in g.tensors if t.id in used))
+
+
+PIPELINE: tuple[Pass, ...] = (lower_ops, fuse_activations, drop_identity_reshapes, prune_tensors)
+
+
+def run_pipeline(g: ir.Graph, pipeline: tuple[Pass, ...] = PIPELINE) -> ir.Graph:
+    for p in pipeline:
+        g = p(g)
+    return g

@@ -1,0 +1,150 @@
+"""Static memory planner: one arena, no malloc, tensors share bytes when their lifetimes allow.
+
+Algorithm
+---------
+1. **Lifetimes.** Ops run in graph order 0..N-1. A tensor lives from the op that writes it to the
+   last op that reads it (both inclusive). The model's input is read from the caller's buffer and
+   its output written straight into the caller's buffer, so neither takes arena space.
+2. **Aliases.** Tensors that must or may hold the same bytes are merged into one *buffer*:
+   a RESHAPE's output is its input under another shape (always merged; zero cost); an op that
+   may work in place (ADD, SOFTMAX, QUANTIZE/RELU: ``Op.INPLACE_INPUT``) writes over its input
+   when that input's buffer dies at this op and has the same size. A buffer's lifetime is the
+   union of its tensors'. Buffers holding the caller's input are never written to; a RESHAPE from
+   the caller's input straight to the caller's output stays a copy.
+3. **Placement (greedy by size).** Buffers are sorted by size (largest first, then by first
+   use) and each is put at the lowest 4-byte-aligned offset where it overlaps, in address, no
+   already-placed buffer whose lifetime overlaps its own. This is the heuristic TFLite Micro's
+   GreedyMemoryPlanner uses; it is not always optimal (the problem is NP-hard).
+4. ``arena_bytes`` is the highest end offset: the exact size of the C arena. No per-tensor
+   bookkeeping is stored in RAM; kernels need no scratch buffers.
+
+Limits: ops keep their graph order (no reordering to lower the peak); a tensor is never split
+across two address ranges; alignment is 4 bytes for every buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lwcnn_mcu import ir
+
+ALIGN = 4
+
+
+@dataclass(frozen=True)
+class Placement:
+    where: str  # "arena" | "input" | "output"
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    placements: dict[int, Placement]
+    arena_bytes: int
+    copies: frozenset[int]  # indices of RESHAPE ops that must copy (all others are free)
+    lifetimes: dict[int, tuple[int, int]]
+
+    def expr(self, tid: int) -> str:
+        """C expression of a tensor's first byte."""
+        p = self.placements[tid]
+        if p.where == "arena":
+            return f"(LW_ARENA + {p.offset})"
+        return p.where
+
+
+class _Groups:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, a: int) -> int:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def plan_memory(g: ir.Graph) -> MemoryPlan:
+    n_ops = len(g.ops)
+    life: dict[int, tuple[int, int]] = {}
+    for tid in g.inputs:
+        life[tid] = (-1, -1)
+    for k, op in enumerate(g.ops):
+        for tid in op.outputs:
+            life[tid] = (k, life.get(tid, (k, k))[1])
+        for tid in op.inputs:
+            if tid >= 0 and not g.t(tid).is_const:
+                first, last = life.get(tid, (k, k))
+                life[tid] = (first, max(last, k))
+    for tid in g.outputs:
+        life[tid] = (life[tid][0], n_ops)
+
+    groups = _Groups()
+    for tid in life:
+        groups.find(tid)
+    copies: set[int] = set()
+    in_root = lambda t: groups.find(t) in {groups.find(i) for i in g.inputs}  # noqa: E731
+    out_root = lambda t: groups.find(t) in {groups.find(o) for o in g.outputs}  # noqa: E731
+    for k, op in enumerate(g.ops):
+        if isinstance(op, ir.Reshape):
+            src, dst = op.inputs[0], op.outputs[0]
+            if (in_root(src) and out_root(dst)) or (out_root(src) and in_root(dst)):
+                copies.add(k)
+            else:
+                groups.union(dst, src)
+
+    def group_life(root: int) -> tuple[int, int]:
+        members = [t for t in life if groups.find(t) == root]
+        return min(life[t][0] for t in members), max(life[t][1] for t in members)
+
+    for k, op in enumerate(g.ops):
+        if op.INPLACE_INPUT is None or k in copies:
+            continue
+        src, dst = op.inputs[op.INPLACE_INPUT], op.outputs[0]
+        if g.t(src).is_const or in_root(src) or g.t(src).nbytes != g.t(dst).nbytes:
+            continue
+        if groups.find(src) == groups.find(dst) or group_life(groups.find(src))[1] != k:
+            continue
+        if out_root(src) and out_root(dst):
+            continue
+        # the other inputs must not live in the buffer we write over
+        if any(groups.find(i) == groups.find(src) for j, i in enumerate(op.inputs) if j != op.INPLACE_INPUT):
+            continue
+        groups.union(dst, src)
+
+    roots: dict[int, list[int]] = {}
+    for tid in life:
+        roots.setdefault(groups.find(tid), []).append(tid)
+
+    placements: dict[int, Placement] = {}
+    arena_groups = []
+    for root, members in roots.items():
+        if any(m in g.inputs for m in members):
+            placements.update({m: Placement("input") for m in members})
+        elif any(m in g.outputs for m in members):
+            placements.update({m: Placement("output") for m in members})
+        else:
+            size = max(g.t(m).nbytes for m in members)
+            arena_groups.append((root, members, size, group_life(root)))
+
+    arena_groups.sort(key=lambda r: (-r[2], r[3][0], r[0]))
+    placed: list[tuple[int, int, tuple[int, int]]] = []  # (offset, size, lifetime)
+    arena = 0
+    for _root, members, size, (first, last) in arena_groups:
+        conflicts = sorted((off, sz) for off, sz, (f, lst) in placed if not (lst < first or last < f))
+        offset = 0
+        for off, sz in conflicts:
+            if offset + size <= off:
+                break
+            offset = max(offset, _align(off + sz))
+        placed.append((offset, size, (first, last)))
+        placements.update({m: Placement("arena", offset) for m in members})
+        arena = max(arena, offset + size)
+    return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life)

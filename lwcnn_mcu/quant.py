@@ -1,0 +1,117 @@
+"""Fixed-point quantization constants, computed exactly the way TFLite (Micro) computes them.
+
+Everything here runs once at compile time, in Python, with the same float32/double semantics as
+TFLite's C++ (`quantization_util.cc`, `kernel_util.cc`): scales are stored as float32 in the
+flatbuffer and widened to double before they are combined. The generated C only ever sees the
+resulting int32 multipliers and shifts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def round_half_away(x: float) -> int:
+    """C's std::round / roundf: halves go away from zero."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier: real = m * 2^(shift-31), m in [2^30, 2^31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = round_half_away(q * (1 << 31))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    return int(q_fixed), int(shift)
+
+
+def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
+    m, s = quantize_multiplier(real)
+    if s > 0:
+        raise ValueError(f"multiplier {real} is not smaller than one")
+    return m, s
+
+
+def quantize_multiplier_greater_than_one(real: float) -> tuple[int, int]:
+    m, s = quantize_multiplier(real)
+    if s < 0:
+        raise ValueError(f"multiplier {real} is not greater than one")
+    return m, s
+
+
+def f32(x: float) -> np.float32:
+    return np.float32(x)
+
+
+def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """TFLite CalculateActivationRangeQuantized for int8 (f / scale in float32, then roundf)."""
+
+    def q(f: float) -> int:
+        return zero_point + round_half_away(float(f32(f) / f32(scale)))
+
+    if activation == "NONE":
+        return INT8_MIN, INT8_MAX
+    if activation == "RELU":
+        return max(INT8_MIN, q(0.0)), INT8_MAX
+    if activation == "RELU6":
+        return max(INT8_MIN, q(0.0)), min(INT8_MAX, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(INT8_MIN, q(-1.0)), min(INT8_MAX, q(1.0))
+    raise ValueError(f"unsupported fused activation {activation}")
+
+
+def conv_multipliers(input_scale: float, filter_scales: list[float], output_scale: float,
+                     channels: int) -> tuple[list[int], list[int]]:
+    """PopulateConvolutionQuantizationParams: one (multiplier, shift) per output channel."""
+    mults, shifts = [], []
+    for c in range(channels):
+        fs = filter_scales[c] if len(filter_scales) > 1 else filter_scales[0]
+        eff = float(input_scale) * float(fs) / float(output_scale)
+        m, s = quantize_multiplier(eff)
+        mults.append(m)
+        shifts.append(s)
+    return mults, shifts
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """PreprocessSoftmaxScaling + CalculateInputRadius for int8 (5 integer bits, double rounding)."""
+    k_scaled_diff_integer_bits = 5
+    max_real = float((1 << 31) - 1)
+    real = min(float(beta) * float(input_scale) * (1 << (31 - k_scaled_diff_integer_bits)), max_real)
+    mult, left_shift = quantize_multiplier_greater_than_one(real)
+    max_input_rescaled = (
+        1.0 * ((1 << k_scaled_diff_integer_bits) - 1) * (1 << (31 - k_scaled_diff_integer_bits))
+        / (1 << left_shift)
+    )
+    diff_min = -int(math.floor(max_input_rescaled))
+    return mult, left_shift, diff_min
+
+
+def add_params(s1: float, s2: float, so: float) -> dict[str, int]:
+    """TFLite int8 ADD: inputs rescaled to a common 2*max scale with 20 bits of headroom."""
+    left_shift = 20
+    twice_max = 2.0 * float(max(f32(s1), f32(s2)))
+    m1, sh1 = quantize_multiplier_smaller_than_one(float(s1) / twice_max)
+    m2, sh2 = quantize_multiplier_smaller_than_one(float(s2) / twice_max)
+    mo, sho = quantize_multiplier_smaller_than_one(twice_max / ((1 << left_shift) * float(so)))
+    return {"left_shift": left_shift, "in1_mult": m1, "in1_shift": sh1, "in2_mult": m2,
+            "in2_shift": sh2, "out_mult": mo, "out_shift": sho}
+
+
+def mean_params(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
+    """TFLM QuantizedMeanOrSum: fold 1/count into the input/output rescale."""
+    mult, shift = quantize_multiplier(float(in_scale) / float(out_scale))
+    k = count.bit_length() - 1
+    k = min(k, 32)
+    k = min(k, 31 + shift)
+    mult = int((mult << k) // count)
+    return mult, shift - k

@@ -1,0 +1,65 @@
+/*
+ * lw_host_main.c - runs the generated model on the host for lwcnn-mcu verify.
+ *
+ *   lw_host IN.bin N OUT.bin [TRACE.bin]
+ *
+ * IN.bin holds N inputs of LWCNN_INPUT_SIZE int8 each; OUT.bin receives N outputs.
+ * With TRACE.bin, every layer's output of the first input is written as records
+ * (int32 layer, int32 size, size bytes).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lwcnn_model.h"
+#include "lwcnn_hooks.h"
+
+static FILE *trace_file;
+
+void lw_host_trace(int layer, const int8_t *data, int32_t size)
+{
+    if (trace_file != NULL) {
+        const int32_t hdr[2] = {layer, size};
+        if (fwrite(hdr, sizeof hdr, 1, trace_file) != 1 || fwrite(data, 1, (size_t)size, trace_file) != (size_t)size) {
+            fprintf(stderr, "lw_host: trace write failed\n");
+            exit(3);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s IN.bin N OUT.bin [TRACE.bin]\n", argv[0]);
+        return 2;
+    }
+    const long n = strtol(argv[2], NULL, 10);
+    FILE *in = fopen(argv[1], "rb");
+    FILE *out = fopen(argv[3], "wb");
+    if (in == NULL || out == NULL || n < 0) {
+        fprintf(stderr, "lw_host: cannot open files\n");
+        return 2;
+    }
+    static int8_t x[LWCNN_INPUT_SIZE];
+    static int8_t y[LWCNN_OUTPUT_SIZE];
+    for (long i = 0; i < n; ++i) {
+        if (fread(x, 1, sizeof x, in) != sizeof x) {
+            fprintf(stderr, "lw_host: input %ld is truncated\n", i);
+            return 2;
+        }
+        if (i == 0 && argc > 4) {
+            trace_file = fopen(argv[4], "wb");
+        }
+        lwcnn_invoke(x, y);
+        if (trace_file != NULL) {
+            fclose(trace_file);
+            trace_file = NULL;
+        }
+        if (fwrite(y, 1, sizeof y, out) != sizeof y) {
+            fprintf(stderr, "lw_host: write failed\n");
+            return 2;
+        }
+    }
+    fclose(in);
+    fclose(out);
+    return 0;
+}

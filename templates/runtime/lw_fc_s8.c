@@ -1,0 +1,28 @@
+/*
+ * lw_fc_s8 - int8 fully connected layer (TFLite FULLY_CONNECTED, per-tensor or per-channel).
+ *
+ * p       [in]  in_n, out_n, offsets and clamp
+ * input   [in]  in_n int8 values
+ * weights [in]  out_n x in_n, symmetric int8 (row-major: one row per output)
+ * bias    [in]  out_n int32 values, or NULL
+ * mult    [in]  out_n multipliers (a per-tensor scale is repeated); shift [in] out_n shifts
+ * output  [out] out_n int8 values
+ */
+#include "lw_kernels.h"
+
+void lw_fc_s8(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
+              const int32_t *mult, const int32_t *shift, int8_t *output)
+{
+    for (int32_t o = 0; o < p->out_n; ++o) {
+        const int8_t *w = weights + o * p->in_n;
+        int32_t acc = 0;
+        for (int32_t i = 0; i < p->in_n; ++i) {
+            acc += (input[i] + p->in_offset) * w[i];
+        }
+        if (bias != NULL) {
+            acc += bias[o];
+        }
+        acc = lw_mbqm(acc, mult[o], shift[o]) + p->out_offset;
+        output[o] = (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
+    }
+}
