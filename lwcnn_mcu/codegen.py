@@ -90,6 +90,12 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
         names["mult"], names["shift"] = f"lw_m{k}", f"lw_s{k}"
         arrays.append(CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"))
         arrays.append(CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
+    elif isinstance(op, ir.Add | ir.Mul):
+        for j, tid in enumerate(op.inputs):
+            if g.t(tid).is_const:
+                names[f"in{j}"] = f"lw_c{k}_{j}"
+                arrays.append(CArray(f"lw_c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
+                                     f"{op.name}: constant operand"))
     return names, arrays
 
 
@@ -112,7 +118,8 @@ def generate(g: ir.Graph, plan: MemoryPlan) -> Generated:
                 kinds.append(op.kind)
             sym = f"lw_p{k}"
             decls.append({"kind": op.kind, "symbol": sym, "fields": [str(v) for v in op.c_params().values()]})
-            x = [plan.expr(i) for i in op.inputs if i >= 0 and not g.t(i).is_const]
+            x = [consts.get(f"in{j}", "") if g.t(i).is_const else plan.expr(i)
+                 for j, i in enumerate(op.inputs) if i >= 0 and (not g.t(i).is_const or f"in{j}" in consts)]
             code = env.get_template(f"ops/{op.kind}.c.j2").render(op=op, p=sym, x=x, y=out_expr, c=consts).strip()
         calls.append({"idx": k, "op": op, "code": code, "out": out_expr, "out_size": g.t(y).size})
 

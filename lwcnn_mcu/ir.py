@@ -287,15 +287,47 @@ class Add(Op):
     tflite_ops: ClassVar[tuple[str, ...]] = ("ADD",)
     C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in1_offset", "in2_offset", "out_offset", "left_shift",
                                            "in1_mult", "in1_shift", "in2_mult", "in2_shift", "out_mult",
-                                           "out_shift", "act_min", "act_max")
+                                           "out_shift", "act_min", "act_max", "in2_stride")
+    INPLACE_INPUT: ClassVar[int | None] = 0
+
+    def lower(self, g: Graph) -> Op:
+        """Same-shape inputs, or a constant scalar second input (in2_stride 0)."""
+        a, b, y = g.t(self.inputs[0]), g.t(self.inputs[1]), g.t(self.outputs[0])
+        lw: dict[str, Any] = quant.add_params(a.scale, b.scale, y.scale)
+        lw.update(size=y.size, in1_offset=-a.zero_point, in2_offset=-b.zero_point,
+                  out_offset=y.zero_point, in2_stride=0 if b.size == 1 else 1,
+                  **_act(g, self.outputs[0], self.activation))
+        return dataclasses.replace(self, lowered=lw)
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class Mul(Op):
+    """MUL of same-shape inputs, or by a constant scalar (Rescaling with an offset becomes MUL + ADD)."""
+
+    activation: str = "NONE"
+
+    kind: ClassVar[str] = "mul"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("MUL",)
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in1_offset", "in2_offset", "out_offset", "mult", "shift",
+                                           "act_min", "act_max", "in2_stride")
     INPLACE_INPUT: ClassVar[int | None] = 0
 
     def lower(self, g: Graph) -> Op:
         a, b, y = g.t(self.inputs[0]), g.t(self.inputs[1]), g.t(self.outputs[0])
-        lw: dict[str, Any] = quant.add_params(a.scale, b.scale, y.scale)
-        lw.update(size=y.size, in1_offset=-a.zero_point, in2_offset=-b.zero_point,
-                  out_offset=y.zero_point, **_act(g, self.outputs[0], self.activation))
+        mult, shift = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
+        lw = {"size": y.size, "in1_offset": -a.zero_point, "in2_offset": -b.zero_point, "out_offset": y.zero_point,
+              "mult": mult, "shift": shift, "in2_stride": 0 if b.size == 1 else 1,
+              **_act(g, self.outputs[0], self.activation)}
         return dataclasses.replace(self, lowered=lw)
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+    def macs(self, g: Graph) -> int:
+        return g.t(self.outputs[0]).size
 
     def macs(self, g: Graph) -> int:
         return g.t(self.outputs[0]).size
@@ -423,7 +455,7 @@ class Relu(Requantize):
 
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, Mean,
-                                    ReduceMax, Add, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
+                                    ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
 KERNEL_KINDS: tuple[str, ...] = tuple(dict.fromkeys(c.kind for c in OP_CLASSES))
 
 

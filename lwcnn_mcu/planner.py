@@ -11,10 +11,12 @@ Algorithm
    when that input's buffer dies at this op and has the same size. A buffer's lifetime is the
    union of its tensors'. Buffers holding the caller's input are never written to; a RESHAPE from
    the caller's input straight to the caller's output stays a copy.
-3. **Placement (greedy by size).** Buffers are sorted by size (largest first, then by first
-   use) and each is put at the lowest 4-byte-aligned offset where it overlaps, in address, no
-   already-placed buffer whose lifetime overlaps its own. This is the heuristic TFLite Micro's
-   GreedyMemoryPlanner uses; it is not always optimal (the problem is NP-hard).
+3. **Placement (greedy, several orders).** Buffers are taken in an order and each is put at the
+   lowest 4-byte-aligned offset where it overlaps, in address, no already-placed buffer whose
+   lifetime overlaps its own. TFLite Micro's GreedyMemoryPlanner uses one order (largest
+   first); we try the few in ``ORDERS`` (largest first, first written first, largest
+   size x lifetime first, longest-lived first) and keep the smallest arena. Still a heuristic:
+   the problem is NP-hard and no order is optimal on every graph.
 4. ``arena_bytes`` is the highest end offset: the exact size of the C arena. No per-tensor
    bookkeeping is stored in RAM; kernels need no scratch buffers.
 
@@ -71,6 +73,34 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+_Group = tuple[int, list[int], int, tuple[int, int]]  # root, member tensors, bytes, lifetime
+
+#: Placement orders tried (step 3); the one giving the smallest arena wins.
+ORDERS = (
+    lambda r: (-r[2], r[3][0], r[0]),  # largest first (TFLite Micro's order)
+    lambda r: (r[3][0], -r[2], r[0]),  # first written first
+    lambda r: (-(r[2] * (r[3][1] - r[3][0] + 1)), r[0]),  # largest size x lifetime first
+    lambda r: (-r[3][1] + r[3][0], -r[2], r[0]),  # longest-lived first
+)
+
+
+def _place(groups: list[_Group]) -> tuple[int, dict[int, int]]:
+    placed: list[tuple[int, int, tuple[int, int]]] = []  # (offset, size, lifetime)
+    offsets: dict[int, int] = {}
+    arena = 0
+    for root, _members, size, (first, last) in groups:
+        conflicts = sorted((off, sz) for off, sz, (f, lst) in placed if not (lst < first or last < f))
+        offset = 0
+        for off, sz in conflicts:
+            if offset + size <= off:
+                break
+            offset = max(offset, _align(off + sz))
+        placed.append((offset, size, (first, last)))
+        offsets[root] = offset
+        arena = max(arena, offset + size)
+    return arena, offsets
+
+
 def plan_memory(g: ir.Graph) -> MemoryPlan:
     n_ops = len(g.ops)
     life: dict[int, tuple[int, int]] = {}
@@ -124,7 +154,7 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
         roots.setdefault(groups.find(tid), []).append(tid)
 
     placements: dict[int, Placement] = {}
-    arena_groups = []
+    arena_groups: list[_Group] = []
     for root, members in roots.items():
         if any(m in g.inputs for m in members):
             placements.update({m: Placement("input") for m in members})
@@ -134,17 +164,12 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
             size = max(g.t(m).nbytes for m in members)
             arena_groups.append((root, members, size, group_life(root)))
 
-    arena_groups.sort(key=lambda r: (-r[2], r[3][0], r[0]))
-    placed: list[tuple[int, int, tuple[int, int]]] = []  # (offset, size, lifetime)
-    arena = 0
-    for _root, members, size, (first, last) in arena_groups:
-        conflicts = sorted((off, sz) for off, sz, (f, lst) in placed if not (lst < first or last < f))
-        offset = 0
-        for off, sz in conflicts:
-            if offset + size <= off:
-                break
-            offset = max(offset, _align(off + sz))
-        placed.append((offset, size, (first, last)))
-        placements.update({m: Placement("arena", offset) for m in members})
-        arena = max(arena, offset + size)
+    best: tuple[int, dict[int, int]] | None = None
+    for order in ORDERS:
+        arena, offsets = _place(sorted(arena_groups, key=order))
+        if best is None or arena < best[0]:
+            best = (arena, offsets)
+    arena, offsets = best if best is not None else (0, {})
+    for root, members, _size, _life in arena_groups:
+        placements.update({m: Placement("arena", offsets[root]) for m in members})
     return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life)

@@ -81,13 +81,24 @@ def _reduce(cls: type[ir.Op]) -> Handler:
     return h
 
 
-def _add(name, ins, outs, o, t):  # noqa: ANN001, ANN202
-    if t[ins[0]].shape != t[ins[1]].shape:
-        raise LwcnnError(f"op {name}: ADD with broadcasting ({list(t[ins[0]].shape)} + {list(t[ins[1]].shape)}) "
-                         "is not supported; both inputs must have the same shape")
-    if t[ins[0]].data is not None or t[ins[1]].data is not None:
-        raise LwcnnError(f"op {name}: ADD of a constant is not supported")
-    return ir.Add(name, ins, outs, activation=_act(o) if o is not None else "NONE")
+def _binary(cls: type[ir.Op]) -> Handler:
+    def h(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+        a, b = t[ins[0]], t[ins[1]]
+        if a.data is not None and b.data is None:
+            ins, a, b = (ins[1], ins[0]), b, a
+        opname = cls.tflite_ops[0]
+        if a.data is not None:
+            raise LwcnnError(f"op {name}: {opname} of two constants is not supported")
+        if b.data is not None and b.size != 1:
+            raise LwcnnError(f"op {name}: {opname} with a constant of shape {list(b.shape)} is not supported "
+                             "(a scalar constant is)")
+        if b.data is None and a.shape != b.shape:
+            raise LwcnnError(f"op {name}: {opname} with broadcasting ({list(a.shape)} and {list(b.shape)}) is not "
+                             "supported; both inputs must have the same shape")
+        if b.data is not None and b.dtype != "int8":
+            raise LwcnnError(f"op {name}: {opname} with a {b.dtype} constant is not supported")
+        return cls(name, tuple(ins), outs, activation=_act(o) if o is not None else "NONE")
+    return h
 
 
 def _concat(name, ins, outs, o, t):  # noqa: ANN001, ANN202
@@ -142,7 +153,8 @@ HANDLERS: dict[str, Handler] = {
     "AVERAGE_POOL_2D": _pool(ir.AvgPool2D),
     "MEAN": _reduce(ir.Mean),
     "REDUCE_MAX": _reduce(ir.ReduceMax),
-    "ADD": _add,
+    "ADD": _binary(ir.Add),
+    "MUL": _binary(ir.Mul),
     "CONCATENATION": _concat,
     "PAD": _padop,
     "PADV2": _padop,

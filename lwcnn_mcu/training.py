@@ -1,0 +1,366 @@
+"""Two-stage training (arXiv:2501.15547), as a product.
+
+Stage 1 - **dual-input-output model.** Two identical sub-networks (same architecture, same
+initial weights) in one Keras model: one sees the original images, the other the same images
+through random rotation, zoom, translation and brightness. Both outputs are trained together
+(sum of the two cross-entropies). The two branches are then **unified** into one single-input
+model by a named strategy: ``average`` (element-wise mean of every weight, batch-norm statistics
+included; meaningful because both start from the same weights), ``augmented`` or ``original``
+(keep one branch), or ``best`` (the one of those three with the highest validation accuracy).
+
+Stage 2 - **progressive unfreezing** (as ULMFiT's gradual unfreezing). The unified model's layer
+groups (each conv block, then the classifier head) are frozen; fine-tuning starts with only the
+last group trainable and unfreezes one more group per step, backwards. The schedule is a list of
+steps ``groups:epochs:lr`` (groups = how many more groups to unfreeze at that step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lwcnn_mcu import datasets
+from lwcnn_mcu.errors import LwcnnError
+
+UNIFY = ("average", "augmented", "original", "best")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str
+    stage1_epochs: int
+    batch: int
+    lr: float
+    schedule: tuple[tuple[int, int, float], ...]  # (groups to unfreeze, epochs, learning rate)
+    aug: tuple[float, float, float, float]  # rotation (fraction of 2pi), zoom, translation, brightness
+
+
+RECIPES: dict[str, Recipe] = {
+    "mnist": Recipe("lw14k", 30, 128, 3e-3, ((1, 2, 1e-3), (1, 2, 5e-4), (1, 2, 3e-4), (1, 2, 2e-4), (1, 3, 1e-4)),
+                    (0.04, 0.1, 0.1, 0.1)),
+    "fashion_mnist": Recipe("lw14k", 40, 128, 3e-3, ((1, 2, 1e-3), (1, 2, 5e-4), (1, 2, 3e-4), (1, 2, 2e-4),
+                                                      (1, 4, 1e-4)), (0.02, 0.08, 0.08, 0.1)),
+    "cifar10": Recipe("lwds20k", 60, 64, 3e-3, ((1, 2, 1e-3), (1, 2, 6e-4), (1, 2, 4e-4), (1, 2, 3e-4), (1, 2, 2e-4),
+                                                (1, 4, 1e-4)), (0.03, 0.1, 0.1, 0.15)),
+}
+PARAM_BUDGET = {"mnist": 14862, "fashion_mnist": 14862, "cifar10": 19999}
+
+
+def _keras() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    return keras
+
+
+def _block(keras: Any, x: Any, filters: int, k: int, name: str, depthwise: bool = False, stride: int = 1) -> Any:
+    L = keras.layers
+    if depthwise:
+        x = L.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
+        x = L.BatchNormalization(name=f"{name}_dwbn")(x)
+        x = L.ReLU(name=f"{name}_dwrelu")(x)
+        x = L.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{name}_pw")(x)
+    else:
+        x = L.Conv2D(filters, k, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x)
+
+
+def build_backbone(arch: str, input_shape: tuple[int, ...], classes: int = 10, name: str = "lwcnn") -> Any:
+    """The single-input classifier. Layer names start with the group name (b1_, b2_, ..., head_)."""
+    keras = _keras()
+    L = keras.layers
+    inp = keras.Input(input_shape, name="image")
+    x = L.Rescaling(1.0 / 255, name="b0_rescale")(inp)
+    if arch == "lw14k":  # 13,890 params, ~1.26 M MACs on 28x28x1
+        x = _block(keras, x, 16, 3, "b1")
+        x = L.MaxPooling2D(name="b1_pool")(x)
+        x = _block(keras, x, 24, 3, "b2")
+        x = L.MaxPooling2D(name="b2_pool")(x)
+        x = _block(keras, x, 44, 3, "b3")
+    elif arch == "lwds20k":  # depthwise-separable, < 20k params, on 32x32x3
+        x = _block(keras, x, 24, 3, "b1")
+        x = _block(keras, x, 32, 3, "b2", depthwise=True)
+        x = L.MaxPooling2D(name="b2_pool")(x)
+        x = _block(keras, x, 48, 3, "b3", depthwise=True)
+        x = L.MaxPooling2D(name="b3_pool")(x)
+        x = _block(keras, x, 64, 3, "b4", depthwise=True)
+        x = _block(keras, x, 112, 3, "b5", depthwise=True)
+    elif arch == "tiny":  # for tests
+        x = _block(keras, x, 4, 3, "b1")
+        x = L.MaxPooling2D(name="b1_pool")(x)
+        x = _block(keras, x, 8, 3, "b2")
+    else:
+        raise LwcnnError(f"unknown architecture '{arch}'")
+    x = L.GlobalAveragePooling2D(name="head_gap")(x)
+    x = L.Dropout(0.1, name="head_drop")(x)
+    out = L.Dense(classes, activation="softmax", name="head_fc")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def layer_groups(model: Any) -> list[list[Any]]:
+    """Groups of layers with weights, in forward order: b1, b2, ..., head."""
+    groups: dict[str, list[Any]] = {}
+    for layer in model.layers:
+        if layer.weights:
+            groups.setdefault(layer.name.split("_")[0], []).append(layer)
+    return list(groups.values())
+
+
+def augmenter(aug: tuple[float, float, float, float], seed: int) -> Any:
+    keras = _keras()
+    L = keras.layers
+    rot, zoom, trans, bright = aug
+    return keras.Sequential([
+        L.RandomRotation(rot, fill_mode="constant", seed=seed),
+        L.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
+        L.RandomTranslation(trans, trans, fill_mode="constant", seed=seed + 2),
+        L.RandomBrightness(bright, value_range=(0, 255), seed=seed + 3),
+    ], name="augment")
+
+
+def build_dual(backbone_fn: Any, aug: Any) -> tuple[Any, Any, Any]:
+    """Stage-1 model: (original, augmented) inputs -> (original, augmented) outputs."""
+    keras = _keras()
+    orig = backbone_fn("original")
+    augb = backbone_fn("augmented")
+    augb.set_weights(orig.get_weights())  # identical sub-models, identical start
+    shape = orig.inputs[0].shape[1:]
+    i_o = keras.Input(shape, name="original_image")
+    i_a = keras.Input(shape, name="augmented_image")
+    dual = keras.Model([i_o, i_a], [orig(i_o), augb(aug(i_a))], name="dual")
+    return dual, orig, augb
+
+
+def unify(orig: Any, augb: Any, strategy: str, backbone_fn: Any) -> Any:
+    m = backbone_fn("unified")
+    if strategy == "average":
+        m.set_weights([(a + b) / 2 for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True)])
+    elif strategy == "augmented":
+        m.set_weights(augb.get_weights())
+    elif strategy == "original":
+        m.set_weights(orig.get_weights())
+    else:
+        raise LwcnnError(f"unknown unification strategy '{strategy}'; choose one of {', '.join(UNIFY)}")
+    return m
+
+
+def parse_schedule(text: str) -> tuple[tuple[int, int, float], ...]:
+    try:
+        steps = []
+        for part in text.split(","):
+            g, e, lr = part.strip().split(":")
+            steps.append((int(g), int(e), float(lr)))
+        if not steps or any(g < 1 or e < 0 or lr <= 0 for g, e, lr in steps):
+            raise ValueError
+        return tuple(steps)
+    except ValueError:
+        raise LwcnnError(f"--schedule '{text}' is not a list of groups:epochs:lr steps, e.g. 1:2:1e-3,1:2:5e-4") from None
+
+
+def unfreeze_plan(n_groups: int, schedule: tuple[tuple[int, int, float], ...]) -> list[list[bool]]:
+    """Which groups are trainable at each step: the last groups first, one (or more) more per step."""
+    plan, k = [], 0
+    for more, _e, _lr in schedule:
+        k = min(n_groups, k + more)
+        plan.append([i >= n_groups - k for i in range(n_groups)])
+    return plan
+
+
+def _compile(model: Any, lr: float, n_outputs: int = 1) -> None:
+    keras = _keras()
+    loss = ["sparse_categorical_crossentropy"] * n_outputs if n_outputs > 1 else "sparse_categorical_crossentropy"
+    metrics = [["accuracy"]] * n_outputs if n_outputs > 1 else ["accuracy"]
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+
+
+def _hist(h: Any) -> dict[str, list[float]]:
+    return {k: [float(v) for v in vs] for k, vs in h.history.items()}
+
+
+def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify_strategy: str | None = None,
+          unify: str = "best", epochs: int | None = None, schedule: str | None = None, console: Any = None,
+          arch: str | None = None) -> dict[str, Any]:
+    datasets.check_name(dataset)
+    unify = unify_strategy or unify
+    if unify not in UNIFY:
+        raise LwcnnError(f"unknown unification strategy '{unify}'; choose one of {', '.join(UNIFY)}")
+    out = Path(out or f"{dataset}.keras")
+    if out.suffix != ".keras":
+        raise LwcnnError(f"--out {out} must end in .keras")
+    from lwcnn_mcu import util
+
+    util.check_writable_dir(out.parent if str(out.parent) else Path("."))
+    recipe = RECIPES[dataset]
+    sched = parse_schedule(schedule) if schedule else recipe.schedule
+    e1 = epochs if epochs is not None else recipe.stage1_epochs
+    ds = datasets.load(dataset)
+    keras = _keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # noqa: BLE001 - older TF
+        pass
+    x_tr, y_tr = ds.x_train[:-5000], ds.y_train[:-5000]
+    x_val, y_val = ds.x_train[-5000:], ds.y_train[-5000:]
+    x_te, y_te = ds.x_test, ds.y_test
+    a = arch or recipe.arch
+    batch = recipe.batch
+    if quick:
+        x_tr, y_tr, x_val, y_val, x_te, y_te = x_tr[:512], y_tr[:512], x_val[:256], y_val[:256], x_te[:256], y_te[:256]
+        e1, sched, a, batch = (epochs if epochs is not None else 1), (sched[:2] if schedule is None else sched), \
+            (arch or "tiny"), 64
+        sched = tuple((g, min(e, 1), lr) for g, e, lr in sched) if schedule is None else sched
+    shape = tuple(ds.x_train.shape[1:])
+    say = console.print if console is not None else print
+    verbose = 0 if quick else 2
+    t0 = time.time()
+
+    def backbone_fn(name: str) -> Any:
+        return build_backbone(a, shape, name=name)
+
+    aug = augmenter(recipe.aug, seed)
+    dual, orig, augb = build_dual(backbone_fn, aug)
+    say(f"stage 1: dual-input-output model ({a}, 2 x {orig.count_params():,} params), {e1} epochs")
+    steps = max(1, int(np.ceil(len(x_tr) / batch)))
+    sched_lr = keras.optimizers.schedules.CosineDecay(recipe.lr, decay_steps=max(1, e1 * steps), alpha=0.02)
+    dual.compile(optimizer=keras.optimizers.Adam(sched_lr), loss=["sparse_categorical_crossentropy"] * 2,
+                 metrics=[["accuracy"], ["accuracy"]])
+    h1 = dual.fit([x_tr, x_tr], [y_tr, y_tr], batch_size=batch, epochs=e1,
+                  validation_data=([x_val, x_val], [y_val, y_val]), verbose=verbose, shuffle=True)
+    t1 = time.time()
+
+    candidates = {}
+    for s in ("average", "augmented", "original"):
+        m = _unify(orig, augb, s, backbone_fn)
+        _compile(m, 1e-3)
+        candidates[s] = float(m.evaluate(x_val, y_val, verbose=0, batch_size=512)[1])
+    chosen = max(candidates, key=candidates.get) if unify == "best" else unify
+    say("unification (validation accuracy): " + ", ".join(f"{k} {v:.4f}" for k, v in candidates.items())
+        + f" -> {chosen}")
+    model = _unify(orig, augb, chosen, backbone_fn)
+
+    groups = layer_groups(model)
+    plan = unfreeze_plan(len(groups), sched)
+    wrapper = keras.Sequential([keras.Input(shape), augmenter(recipe.aug, seed + 10), model])
+    h2: list[dict[str, Any]] = []
+    for step, ((_more, ep, lr), trainable) in enumerate(zip(sched, plan, strict=True)):
+        for grp, flag in zip(groups, trainable, strict=True):
+            for layer in grp:
+                layer.trainable = flag
+        names = [grp[0].name.split("_")[0] for grp, f in zip(groups, trainable, strict=True) if f]
+        say(f"stage 2 step {step + 1}/{len(sched)}: trainable groups {names}, {ep} epochs at lr {lr:g}")
+        _compile(wrapper, lr)
+        if ep:
+            h = wrapper.fit(x_tr, y_tr, batch_size=batch, epochs=ep, validation_data=(x_val, y_val), verbose=verbose)
+            h2.append({"step": step + 1, "trainable": names, "lr": lr, **_hist(h)})
+    for layer in model.layers:
+        layer.trainable = True
+    t2 = time.time()
+    _compile(model, 1e-3)
+    test_acc = float(model.evaluate(x_te, y_te, verbose=0, batch_size=512)[1])
+    stage1_test = {}
+    for s in ("average", "augmented", "original"):
+        m = _unify(orig, augb, s, backbone_fn)
+        _compile(m, 1e-3)
+        stage1_test[s] = float(m.evaluate(x_te, y_te, verbose=0, batch_size=512)[1])
+    model.save(out)
+    card = _model_card(dataset, out, model, a, seed, quick, chosen, candidates, stage1_test, test_acc,
+                       _hist(h1), h2, {"stage1_s": round(t1 - t0, 1), "stage2_s": round(t2 - t1, 1),
+                                       "total_s": round(time.time() - t0, 1)}, x_tr, x_te, y_te, sched, e1)
+    say(f"saved {out}: float test accuracy {test_acc:.4f}, int8 (generated C) {card['int8_test_accuracy']:.4f}")
+    return card
+
+
+def _unify(orig: Any, augb: Any, strategy: str, backbone_fn: Any) -> Any:
+    return unify(orig, augb, strategy, backbone_fn)
+
+
+def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick: bool, chosen: str,
+                candidates: dict[str, float], stage1_test: dict[str, float], test_acc: float,
+                h1: dict[str, list[float]], h2: list[dict[str, Any]], times: dict[str, float],
+                x_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, sched: Any, e1: int) -> dict[str, Any]:
+    from lwcnn_mcu import compiler, hostrun, reference
+
+    c = compiler.compile_model(str(out), calib=x_tr[np.random.default_rng(seed).choice(len(x_tr), min(500, len(x_tr)),
+                                                                                        replace=False)])
+    host = hostrun.build_host(c.gen.files)
+    xq = reference.quantize_input(x_te, c.graph.input.scale, c.graph.input.zero_point)
+    int8_acc = float(np.mean(np.argmax(host.run(xq), 1) == y_te))
+    card = {
+        "name": out.stem, "dataset": dataset, "architecture": arch, "seed": seed, "quick": quick,
+        "params": int(model.count_params()), "param_budget": PARAM_BUDGET[dataset],
+        "int8_params": c.report["params"], "macs": c.report["macs"], "weights_bytes": c.report["weights_bytes"],
+        "arena_bytes": c.report["arena_bytes"], "float_test_accuracy": test_acc, "int8_test_accuracy": int8_acc,
+        "test_samples": int(len(y_te)), "stage1_epochs": e1,
+        "stage2_schedule": [{"unfreeze_groups": g, "epochs": e, "lr": lr} for g, e, lr in sched],
+        "unification": chosen, "unification_val_accuracy": candidates, "stage1_test_accuracy": stage1_test,
+        "history": {"stage1": h1, "stage2": h2}, "training_time": times,
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_card_md(card))
+    _plot(card, out.with_suffix(".png"))
+    return card
+
+
+def _card_md(c: dict[str, Any]) -> str:
+    lines = [f"# Model card: {c['name']}", "",
+             f"- dataset: {c['dataset']}; architecture: {c['architecture']}; seed {c['seed']}",
+             f"- parameters: {c['params']:,} (Keras, budget {c['param_budget']:,}); {c['int8_params']:,} after "
+             f"batch-norm folding; MACs {c['macs']:,}",
+             f"- flash (weights) {c['weights_bytes']:,} B; RAM (arena) {c['arena_bytes']:,} B",
+             f"- test accuracy: float {c['float_test_accuracy']:.4f}, int8 generated C {c['int8_test_accuracy']:.4f} "
+             f"({c['test_samples']} images)",
+             f"- stage 1: {c['stage1_epochs']} epochs; unification '{c['unification']}' (validation: "
+             + ", ".join(f"{k} {v:.4f}" for k, v in c["unification_val_accuracy"].items()) + ")",
+             "- stage 2 schedule: " + ", ".join(f"+{s['unfreeze_groups']} group(s) x {s['epochs']} ep @ {s['lr']:g}"
+                                                 for s in c["stage2_schedule"]),
+             f"- training time: {c['training_time']['total_s']:.0f} s (stage 1 {c['training_time']['stage1_s']:.0f} s, "
+             f"stage 2 {c['training_time']['stage2_s']:.0f} s)", ""]
+    return "\n".join(lines)
+
+
+def _plot(c: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    h1 = c["history"]["stage1"]
+    n1 = len(next(iter(h1.values()))) if h1 else 0
+    xs = list(range(1, n1 + 1))
+    for key, label in (("val_original_accuracy", "stage 1 original branch (val)"),
+                       ("val_augmented_accuracy", "stage 1 augmented branch (val)")):
+        k = next((kk for kk in h1 if kk.endswith(key.split("val_")[1]) and kk.startswith("val_")), None)
+        if k:
+            ax[0].plot(xs, h1[k], label=label)
+    e = n1
+    for step in c["history"]["stage2"]:
+        va = step.get("val_accuracy", [])
+        ax[0].plot(range(e + 1, e + 1 + len(va)), va, marker=".", label=f"stage 2 step {step['step']}")
+        e += len(va)
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("validation accuracy")
+    ax[0].legend(fontsize=7)
+    ax[0].grid(alpha=0.3)
+    lk = [k for k in h1 if k.endswith("loss") and not k.startswith("val_") and k != "loss"]
+    for k in lk:
+        ax[1].plot(xs, h1[k], label=f"stage 1 {k}")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("training loss")
+    ax[1].legend(fontsize=7)
+    ax[1].grid(alpha=0.3)
+    fig.suptitle(f"{c['name']} ({c['dataset']}): float {c['float_test_accuracy']:.4f}, "
+                 f"int8 {c['int8_test_accuracy']:.4f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

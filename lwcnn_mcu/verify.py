@@ -1,0 +1,125 @@
+"""``lwcnn-mcu verify``: the generated C, built for the host, against TFLite Micro (must be equal
+on every byte), LiteRT's reference kernels (reported) and the float Keras model (argmax)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lwcnn_mcu import compiler, datasets, hostrun, reference
+from lwcnn_mcu.errors import LwcnnError
+from lwcnn_mcu.frontend import keras_model
+
+
+@dataclass
+class TestData:
+    x: np.ndarray | None  # float inputs in the model's input range (None: random int8)
+    y: np.ndarray | None
+    source: str
+
+
+def load_test_data(model: str, dataset: str | None, data: str | None, labels: str | None, samples: int,
+                   input_shape: tuple[int, ...]) -> TestData:
+    if samples < 1:
+        raise LwcnnError(f"--samples must be at least 1 (got {samples})")
+    if data is not None:
+        x = keras_model.check_data(compiler.load_npy(data, "data"), input_shape, data, "test data")[:samples]
+        y = None
+        if labels is not None:
+            y = compiler.load_npy(labels, "labels")
+            if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) < len(x):
+                raise LwcnnError(f"{labels}: labels must be a 1-D integer array with at least {len(x)} entries "
+                                 f"(it is {y.dtype} shaped {list(y.shape)})")
+            y = y[:len(x)].astype(np.int64)
+        return TestData(x, y, str(data))
+    if labels is not None:
+        raise LwcnnError("--labels needs --data")
+    ds = dataset or compiler.dataset_for(model)
+    if ds is not None:
+        d = datasets.load(datasets.check_name(ds))
+        if tuple(d.x_test.shape[1:]) != tuple(input_shape):
+            raise LwcnnError(f"dataset '{ds}' images are {list(d.x_test.shape[1:])}, the model needs "
+                             f"{list(input_shape)}")
+        return TestData(d.x_test[:samples], d.y_test[:samples], f"{ds} test set")
+    return TestData(None, None, "random int8 inputs")
+
+
+def first_divergence(c: compiler.Compiled, host: hostrun.HostModel, x: np.ndarray) -> dict[str, Any] | None:
+    """Run one input through both and name the first layer whose output differs."""
+    tr = host.trace(x)
+    ids = [op.outputs[0] for op in c.graph.ops]
+    ref = reference.tflm_trace(c.tflite, x, c.graph.input.shape, ids)
+    for k, op in enumerate(c.graph.ops):
+        a, b = tr.get(k), ref[op.outputs[0]]
+        if a is None or a.shape != b.shape or not np.array_equal(a, b):
+            n = int((a != b).sum()) if a is not None and a.shape == b.shape else -1
+            return {"layer": k, "name": op.name, "op": op.opcode, "bytes_differing": n}
+    return None
+
+
+def run_verify(model: str, *, dataset: str | None = None, data: str | None = None, labels: str | None = None,
+               calib: str | None = None, samples: int = 1000, progress: Any = None) -> dict[str, Any]:
+    c = compiler.compile_model(model, dataset=dataset, calib=calib)
+    g = c.graph
+    in_shape = tuple(g.input.shape[1:])
+    td = load_test_data(model, dataset, data, labels, samples, in_shape)
+    if td.x is None:
+        xq = np.random.default_rng(0).integers(-128, 128, (samples,) + in_shape).astype(np.int8)
+    else:
+        xq = reference.quantize_input(td.x, g.input.scale, g.input.zero_point)
+    n = len(xq)
+
+    def step(name: str) -> None:
+        if progress is not None:
+            progress(name)
+
+    step("building the C for the host")
+    host = hostrun.build_host(c.gen.files)
+    step("running the C")
+    y_c = host.run(xq)
+    step("running TFLite Micro")
+    y_tflm = reference.tflm_run(c.tflite, xq, g.input.shape)
+    step("running LiteRT (reference kernels)")
+    y_lrt = reference.litert_run(c.tflite, xq, g.input.shape)
+    same = np.all(y_c == y_tflm, axis=1)
+    diff = int(np.abs(y_c.astype(np.int32) - y_tflm.astype(np.int32)).max()) if n else 0
+    keras_agree = keras_acc = None
+    if c.keras is not None and td.x is not None:
+        step("running Keras (float)")
+        y_k = keras_model.keras_predict(c.keras, td.x).reshape(n, -1)
+        keras_agree = int(np.sum(np.argmax(y_k, 1) == np.argmax(y_c, 1)))
+        if td.y is not None:
+            keras_acc = float(np.mean(np.argmax(y_k, 1) == td.y))
+    c_acc = tflm_acc = None
+    if td.y is not None:
+        c_acc = float(np.mean(np.argmax(y_c, 1) == td.y))
+        tflm_acc = float(np.mean(np.argmax(y_tflm, 1) == td.y))
+    divergence = None
+    if not same.all():
+        step("tracing the first mismatching input layer by layer")
+        divergence = first_divergence(c, host, xq[int(np.argmin(same))])
+    r = c.report
+    return {
+        "model": str(c.source),
+        "data": td.source,
+        "samples": n,
+        "c_vs_tflm_bitexact": int(same.sum()),
+        "c_vs_tflm_max_abs_diff": diff,
+        "c_vs_litert_bitexact": int(np.all(y_c == y_lrt, axis=1).sum()),
+        "c_vs_keras_argmax_agree": keras_agree,
+        "c_accuracy": c_acc,
+        "tflm_accuracy": tflm_acc,
+        "keras_accuracy": keras_acc,
+        "first_divergence": divergence,
+        "params": r["params"],
+        "macs": r["macs"],
+        "weights_bytes": r["weights_bytes"],
+        "arena_bytes": r["arena_bytes"],
+        "model_sha256": r["model_sha256"],
+    }
+
+
+def is_pass(result: dict[str, Any]) -> bool:
+    return result["c_vs_tflm_bitexact"] == result["samples"]

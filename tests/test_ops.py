@@ -1,0 +1,83 @@
+"""One row per op configuration: a small random-weight Keras model, compiled, run as host C and
+compared byte for byte with TFLite Micro (also under AddressSanitizer/UBSan)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lwcnn_mcu import hostrun, reference
+from tests.conftest import compile_keras, random_inputs, randomize
+
+
+def _m(keras, shape, *layers):  # noqa: ANN001, ANN202
+    inp = keras.Input(shape)
+    x = inp
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inp, x)
+
+
+def _two(keras, shape, merge, act=None):  # noqa: ANN001, ANN202
+    L = keras.layers
+    inp = keras.Input(shape)
+    a = L.Conv2D(6, 3, padding="same")(inp)
+    b = L.Conv2D(6, 1, padding="same", activation="relu")(inp)
+    x = merge()([a, b])
+    if act:
+        x = L.ReLU()(x)
+    return keras.Model(inp, x)
+
+
+CASES = {
+    "conv3x3_same_s1": lambda k, L: _m(k, (9, 9, 3), L.Conv2D(5, 3, padding="same")),
+    "conv3x3_valid_s2": lambda k, L: _m(k, (11, 10, 2), L.Conv2D(4, 3, strides=2, padding="valid")),
+    "conv5x3_same_s2x1": lambda k, L: _m(k, (12, 9, 3), L.Conv2D(6, (5, 3), strides=(2, 1), padding="same")),
+    "conv4x4_same_s2_even": lambda k, L: _m(k, (10, 10, 3), L.Conv2D(3, 4, strides=2, padding="same")),
+    "conv1x1_relu": lambda k, L: _m(k, (6, 7, 5), L.Conv2D(7, 1, activation="relu")),
+    "conv_relu6_c1": lambda k, L: _m(k, (8, 8, 1), L.Conv2D(3, 3, padding="same", activation="relu6")),
+    "conv_dilation2": lambda k, L: _m(k, (10, 10, 2), L.Conv2D(4, 3, dilation_rate=2, padding="same")),
+    "conv_nobias_bn_relu": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(5, 3, padding="same", use_bias=False),
+                                            L.BatchNormalization(), L.ReLU()),
+    "dwconv3x3_same": lambda k, L: _m(k, (10, 10, 6), L.DepthwiseConv2D(3, padding="same")),
+    "dwconv_s2_valid_mult2": lambda k, L: _m(k, (11, 11, 3), L.DepthwiseConv2D(3, strides=2, padding="valid",
+                                                                                depth_multiplier=2)),
+    "dwconv3x5_relu": lambda k, L: _m(k, (8, 12, 5), L.DepthwiseConv2D((3, 5), padding="same", activation="relu")),
+    "separable_relu": lambda k, L: _m(k, (10, 10, 3), L.SeparableConv2D(8, 3, padding="same", activation="relu")),
+    "dense_flatten": lambda k, L: _m(k, (5, 5, 3), L.Flatten(), L.Dense(7)),
+    "dense_relu_nobias_2d": lambda k, L: _m(k, (20,), L.Dense(9, activation="relu", use_bias=False)),
+    "dense_softmax": lambda k, L: _m(k, (4, 4, 2), L.Flatten(), L.Dense(10, activation="softmax")),
+    "softmax_layer": lambda k, L: _m(k, (6, 6, 2), L.Flatten(), L.Dense(13), L.Softmax()),
+    "maxpool2": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(4, 3), L.MaxPooling2D(2)),
+    "maxpool3_s2_same": lambda k, L: _m(k, (9, 9, 4), L.MaxPooling2D(3, strides=2, padding="same")),
+    "avgpool2": lambda k, L: _m(k, (8, 6, 3), L.Conv2D(4, 3, padding="same"), L.AveragePooling2D(2)),
+    "avgpool3_s2_same": lambda k, L: _m(k, (9, 7, 3), L.AveragePooling2D(3, strides=2, padding="same")),
+    "global_avg": lambda k, L: _m(k, (7, 7, 5), L.Conv2D(6, 3, padding="same"), L.GlobalAveragePooling2D()),
+    "global_max": lambda k, L: _m(k, (7, 5, 5), L.Conv2D(6, 3, padding="same"), L.GlobalMaxPooling2D()),
+    "add": lambda k, L: _two(k, (8, 8, 3), L.Add),
+    "add_relu": lambda k, L: _two(k, (8, 8, 3), L.Add, act=True),
+    "concat": lambda k, L: _two(k, (7, 9, 3), L.Concatenate),
+    "zeropad_asym": lambda k, L: _m(k, (7, 8, 3), L.ZeroPadding2D(((1, 2), (0, 1))), L.Conv2D(4, 3)),
+    "rescaling_conv": lambda k, L: _m(k, (8, 8, 1), L.Rescaling(1 / 127.5, offset=-1.0), L.Conv2D(4, 3, padding="same")),
+    "rescaling_only_pool": lambda k, L: _m(k, (6, 6, 2), L.Rescaling(0.5, offset=0.25), L.MaxPooling2D(2)),
+    "reshape_dense": lambda k, L: _m(k, (4, 4, 4), L.Reshape((16, 4)), L.Reshape((64,)), L.Dense(5)),
+    "dropout_dense": lambda k, L: _m(k, (3, 3, 4), L.Flatten(), L.Dropout(0.5), L.Dense(6)),
+    "maxpool_relu6": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(4, 3), L.MaxPooling2D(2), L.ReLU(6.0)),
+    "activation_layers": lambda k, L: _m(k, (6, 6, 3), L.Conv2D(4, 3), L.Activation("relu"), L.Flatten(),
+                                         L.Dense(5), L.Activation("softmax")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
+    model = CASES[case](keras, keras.layers)
+    randomize(model, seed=len(case))
+    c = compile_keras(model, tmp_path, seed=len(case))
+    x = random_inputs(c, 48)
+    expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
+    got = hostrun.build_host(c.gen.files).run(x)
+    assert got.shape == expect.shape
+    assert np.array_equal(got, expect), f"{case}: {(got != expect).sum()} bytes differ"
+    # the same C under AddressSanitizer + UBSan
+    san = hostrun.build_host(c.gen.files, sanitize=True, opt="-O1").run(x[:6])
+    assert np.array_equal(san, expect[:6])
