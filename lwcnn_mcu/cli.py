@@ -26,7 +26,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train lightweight CNNs, compile them to bit-exact int8 C, and run them on Cortex-M boards.")
 err = Console(stderr=True)
 
-ModelArg = Annotated[str, typer.Argument(help="a .keras or int8 .tflite file, or a shipped model name (lwcnn-mcu models)")]
+ModelArg = Annotated[str, typer.Argument(
+    help="a .keras or int8 .tflite file, or a shipped model name (lwcnn-mcu models)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, everything else on stderr")]
 
 
@@ -47,8 +48,10 @@ def _fmt(v: Any) -> str:
 
 @app.command("compile")
 def compile_cmd(model: ModelArg,
-                out: Annotated[Path | None, typer.Option("-o", "--out", help="output folder (default: ./<model>_c)")] = None,
-                dataset: Annotated[str | None, typer.Option(help="calibrate a .keras model with this dataset's training images")] = None,
+                out: Annotated[Path | None, typer.Option("-o", "--out",
+                                                         help="output folder (default: ./<model>_c)")] = None,
+                dataset: Annotated[str | None, typer.Option(
+                    help="calibrate a .keras model with this dataset's training images")] = None,
                 calib: Annotated[str | None, typer.Option(help="calibration inputs X.npy, float32 (N,H,W,C)")] = None,
                 as_json: JsonOpt = False) -> None:
     """Quantize (for .keras), plan memory and emit C into a folder, with report.json and model.tflite."""
@@ -107,9 +110,11 @@ def verify(model: ModelArg,
         t.add_column("check")
         t.add_column("result", justify="right")
         n = r["samples"]
-        t.add_row("C == TFLite Micro (every byte)", f"{r['c_vs_tflm_bitexact']}/{n}  max |diff| {r['c_vs_tflm_max_abs_diff']}")
+        t.add_row("C == TFLite Micro (every byte)",
+                  f"{r['c_vs_tflm_bitexact']}/{n}  max |diff| {r['c_vs_tflm_max_abs_diff']}")
         t.add_row("C == LiteRT reference kernels", f"{r['c_vs_litert_bitexact']}/{n}")
-        t.add_row("C argmax == Keras float argmax", _fmt(r["c_vs_keras_argmax_agree"]) + (f"/{n}" if r["c_vs_keras_argmax_agree"] is not None else ""))
+        agree = r["c_vs_keras_argmax_agree"]
+        t.add_row("C argmax == Keras float argmax", "-" if agree is None else f"{agree}/{n}")
         for key in ("c_accuracy", "tflm_accuracy", "keras_accuracy"):
             t.add_row(key.replace("_", " "), _fmt(r[key]))
         t.add_row("params / MACs", f"{r['params']:,} / {r['macs']:,}")
@@ -135,7 +140,8 @@ def models(as_json: JsonOpt = False) -> None:
         card = m.card(name)
         rows.append({"name": name, "installed": m.shipped_path(name).is_file(), "dataset": card.get("dataset", name),
                      "params": card.get("params"), "macs": card.get("macs"),
-                     "float_accuracy": card.get("float_test_accuracy"), "int8_accuracy": card.get("int8_test_accuracy")})
+                     "float_accuracy": card.get("float_test_accuracy"),
+                     "int8_accuracy": card.get("int8_test_accuracy")})
     if as_json:
         _emit_json({"models": rows})
         return
@@ -153,9 +159,11 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           out: Annotated[Path | None, typer.Option(help="output .keras path (default: ./<dataset>.keras)")] = None,
           seed: Annotated[int, typer.Option(help="random seed")] = 0,
           quick: Annotated[bool, typer.Option(help="seconds-long run on a data subset (for tests)")] = False,
-          unify: Annotated[str, typer.Option(help="how stage 1's two branches become one: average|augmented|original|best")] = "best",
+          unify: Annotated[str, typer.Option(
+              help="how stage 1's two branches become one: average|augmented|original|best")] = "best",
           epochs: Annotated[int | None, typer.Option(help="stage-1 epochs (default per dataset)")] = None,
-          schedule: Annotated[str | None, typer.Option(help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
+          schedule: Annotated[str | None, typer.Option(
+              help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
           as_json: JsonOpt = False) -> None:
     """Two-stage training: dual-input-output model, then progressive unfreezing."""
     from lwcnn_mcu import training

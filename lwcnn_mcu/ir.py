@@ -86,6 +86,7 @@ class Op:
         return self
 
     def macs(self, g: Graph) -> int:
+        """Multiply-accumulates (convolutions and dense layers only, as MLPerf Tiny counts them)."""
         return 0
 
     def params(self, g: Graph) -> int:
@@ -231,8 +232,6 @@ class MaxPool2D(Op):
         lw.update(_act(g, self.outputs[0], self.activation))
         return dataclasses.replace(self, lowered=lw)
 
-    def macs(self, g: Graph) -> int:
-        return g.t(self.outputs[0]).size * self.filter[0] * self.filter[1]
 
 
 @dataclass(frozen=True)
@@ -260,8 +259,6 @@ class Mean(Op):
               "mult": mult, "shift": shift}
         return dataclasses.replace(self, lowered=lw)
 
-    def macs(self, g: Graph) -> int:
-        return g.t(self.inputs[0]).size
 
 
 @dataclass(frozen=True)
@@ -326,11 +323,7 @@ class Mul(Op):
     def params(self, g: Graph) -> int:
         return 0
 
-    def macs(self, g: Graph) -> int:
-        return g.t(self.outputs[0]).size
 
-    def macs(self, g: Graph) -> int:
-        return g.t(self.outputs[0]).size
 
 
 @dataclass(frozen=True)
@@ -414,8 +407,6 @@ class Softmax(Op):
               "diff_min": diff_min}
         return dataclasses.replace(self, lowered=lw)
 
-    def macs(self, g: Graph) -> int:
-        return g.t(self.inputs[0]).size
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,8 @@ def parse_schedule(text: str) -> tuple[tuple[int, int, float], ...]:
             raise ValueError
         return tuple(steps)
     except ValueError:
-        raise LwcnnError(f"--schedule '{text}' is not a list of groups:epochs:lr steps, e.g. 1:2:1e-3,1:2:5e-4") from None
+        raise LwcnnError(f"--schedule '{text}' is not a list of groups:epochs:lr steps, "
+                         "e.g. 1:2:1e-3,1:2:5e-4") from None
 
 
 def unfreeze_plan(n_groups: int, schedule: tuple[tuple[int, int, float], ...]) -> list[list[bool]]:
@@ -184,11 +185,11 @@ def _hist(h: Any) -> dict[str, list[float]]:
     return {k: [float(v) for v in vs] for k, vs in h.history.items()}
 
 
-def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify_strategy: str | None = None,
-          unify: str = "best", epochs: int | None = None, schedule: str | None = None, console: Any = None,
+def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify: str = "best",
+          epochs: int | None = None, schedule: str | None = None, console: Any = None,
           arch: str | None = None) -> dict[str, Any]:
+    """Run both stages; save the .keras, its model card (JSON, Markdown) and training curves (PNG)."""
     datasets.check_name(dataset)
-    unify = unify_strategy or unify
     if unify not in UNIFY:
         raise LwcnnError(f"unknown unification strategy '{unify}'; choose one of {', '.join(UNIFY)}")
     out = Path(out or f"{dataset}.keras")

@@ -1,0 +1,117 @@
+"""Whole networks: residual block, depthwise-separable stack, the paper-sized MNIST CNN
+(issue's Net A) - bit-exact with TFLite Micro, sanitizer-clean, first-divergence tracing, and the
+generated C compiles for Cortex-M4."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from lwcnn_mcu import hostrun, reference, verify
+from tests.conftest import HAVE_ARM, compile_keras, random_inputs, randomize
+
+
+def net_a(keras):  # noqa: ANN001, ANN201
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((28, 28, 1)), L.Rescaling(1 / 255.0),
+        L.Conv2D(8, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(16, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(24, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(10, activation="softmax"),
+    ], name="net_a")
+
+
+def net_b(keras):  # noqa: ANN001, ANN201
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((28, 28, 1)), L.Conv2D(16, 3, strides=2, padding="same"),
+        L.DepthwiseConv2D(3, padding="same", activation="relu"), L.Conv2D(32, 1, activation="relu"),
+        L.DepthwiseConv2D(3, strides=2, padding="same"), L.Conv2D(32, 1),
+        L.GlobalAveragePooling2D(), L.Dense(10),
+    ], name="net_b")
+
+
+def resnet_block(keras):  # noqa: ANN001, ANN201
+    L = keras.layers
+    inp = keras.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    y = L.Conv2D(8, 3, padding="same")(y)
+    x = L.ReLU()(L.Add()([x, y]))
+    z = L.Conv2D(12, 3, strides=2, padding="same", activation="relu")(x)
+    z = L.Conv2D(12, 3, padding="same")(z)
+    s = L.Conv2D(12, 1, strides=2)(x)
+    x = L.ReLU()(L.Add()([s, z]))
+    x = L.Concatenate()([x, L.Conv2D(4, 1, strides=2)(inp)])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, L.Dense(10, activation="softmax")(x), name="resnet_block")
+
+
+NETS = {"net_a": net_a, "net_b": net_b, "resnet_block": resnet_block}
+
+
+@pytest.fixture(scope="module")
+def compiled(keras, tmp_path_factory):  # noqa: ANN001, ANN201
+    out = {}
+    for name, fn in NETS.items():
+        m = fn(keras)
+        randomize(m, seed=7)
+        out[name] = compile_keras(m, tmp_path_factory.mktemp(name), n_calib=128)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_network_bitexact(compiled, name):  # noqa: ANN001
+    c = compiled[name]
+    x = random_inputs(c, 200, seed=3)
+    expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
+    host = hostrun.build_host(c.gen.files)
+    assert np.array_equal(host.run(x), expect)
+    san = hostrun.build_host(c.gen.files, sanitize=True, opt="-O1")
+    assert np.array_equal(san.run(x[:10]), expect[:10])
+    # every layer, not just the output, equals TFLite Micro's tensor
+    assert verify.first_divergence(c, host, x[0]) is None
+
+
+def test_net_a_figures(compiled):  # noqa: ANN001
+    r = compiled["net_a"].report
+    assert r["macs"] == 453_744  # the anchor network of the performance issue
+    assert r["arena_bytes"] > 0 and r["weights_bytes"] > r["params"]
+    assert [row["op"] for row in r["layers"]][:2] == ["CONV_2D", "MAX_POOL_2D"]
+
+
+def test_first_divergence_names_the_layer(compiled):  # noqa: ANN001
+    """Corrupt one multiplier in the generated C: the trace must point at that layer."""
+    c = compiled["net_a"]
+    files = dict(c.gen.files)
+    text = files["lwcnn_weights.c"]
+    marker = "const int32_t lw_m2[16] LW_ALIGN4 = {\n    "
+    assert marker in text
+    i = text.index(marker) + len(marker)
+    j = text.index(",", i)
+    files["lwcnn_weights.c"] = text[:i] + str(int(text[i:j]) // 2) + text[j:]
+    host = hostrun.build_host(files)
+    x = random_inputs(c, 1, seed=5)
+    d = verify.first_divergence(c, host, x[0])
+    assert d is not None and d["layer"] == 2 and d["op"] == "CONV_2D"
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc is not installed (make setup installs it)")
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_generated_c_compiles_for_cortex_m4(compiled, name, tmp_path):  # noqa: ANN001
+    c = compiled[name]
+    for fname, text in c.gen.files.items():
+        (tmp_path / fname).write_text(text)
+    cfiles = sorted(str(p) for p in tmp_path.glob("*.c"))
+    r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                        "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion",
+                        "-Wno-sign-conversion", "-ffunction-sections", "-fdata-sections", "-c", *cfiles],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    objs = list(tmp_path.glob("*.o"))
+    assert len(objs) == len(cfiles)

@@ -1,0 +1,99 @@
+"""Two-stage training: --quick runs, unification, the unfreezing schedule, and datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lwcnn_mcu import datasets, training
+from lwcnn_mcu.errors import LwcnnError
+
+HAVE_DATA = bool(os.environ.get("LWCNN_DATASETS")) and Path(os.environ["LWCNN_DATASETS"]).is_dir()
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
+
+
+def test_unfreeze_plan_goes_backwards():
+    plan = training.unfreeze_plan(4, ((1, 1, 1e-3), (1, 1, 1e-3), (2, 1, 1e-3), (1, 1, 1e-4)))
+    assert plan == [[False, False, False, True], [False, False, True, True], [True, True, True, True],
+                    [True, True, True, True]]
+
+
+def test_schedule_parsing():
+    assert training.parse_schedule("1:2:1e-3, 2:1:5e-4") == ((1, 2, 1e-3), (2, 1, 5e-4))
+    with pytest.raises(LwcnnError, match="groups:epochs:lr"):
+        training.parse_schedule("1:2")
+
+
+def test_layer_groups_and_budget():
+    m = training.build_backbone("lw14k", (28, 28, 1))
+    names = [[layer.name for layer in g] for g in training.layer_groups(m)]
+    assert names[0] == ["b1_conv", "b1_bn"] and names[-1] == ["head_fc"]
+    assert m.count_params() <= training.PARAM_BUDGET["mnist"]
+    assert training.build_backbone("lwds20k", (32, 32, 3)).count_params() < 20_000
+
+
+@pytest.mark.parametrize("strategy", ["average", "augmented", "original"])
+def test_unification(strategy):  # noqa: ANN001
+    fn = lambda name: training.build_backbone("tiny", (28, 28, 1), name=name)  # noqa: E731
+    dual, orig, augb = training.build_dual(fn, training.augmenter((0.05, 0.1, 0.1, 0.1), 0))
+    assert all(np.array_equal(a, b) for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True))
+    rng = np.random.default_rng(0)
+    augb.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in augb.get_weights()])
+    u = training.unify(orig, augb, strategy, fn)
+    x = rng.uniform(0, 255, (8, 28, 28, 1)).astype(np.float32)
+    if strategy == "average":
+        expect = [(a + b) / 2 for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True)]
+        assert all(np.allclose(a, b) for a, b in zip(u.get_weights(), expect, strict=True))
+    else:
+        src = augb if strategy == "augmented" else orig
+        assert np.allclose(u.predict(x, verbose=0), src.predict(x, verbose=0), atol=1e-6)
+    # the dual model routes each input to its own branch
+    yo, ya = dual.predict([x, x], verbose=0)
+    assert np.allclose(yo, orig.predict(x, verbose=0), atol=1e-6)
+
+
+@needs_data
+def test_quick_training_run(tmp_path):  # noqa: ANN001
+    out = tmp_path / "q.keras"
+    card = training.train("mnist", out=out, quick=True, seed=1)
+    assert out.is_file() and out.with_suffix(".json").is_file() and out.with_suffix(".png").is_file()
+    assert out.with_suffix(".md").read_text().startswith("# Model card")
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["int8_test_accuracy"] == card["int8_test_accuracy"]
+    assert set(saved["unification_val_accuracy"]) == {"average", "augmented", "original"}
+    assert len(saved["history"]["stage2"]) == 2 and saved["history"]["stage2"][0]["trainable"] == ["head"]
+
+
+@needs_data
+@pytest.mark.parametrize("name,shape,counts", [("mnist", (28, 28, 1), None), ("fashion_mnist", (28, 28, 1), None),
+                                               ("cifar10", (32, 32, 3), None)])
+def test_offline_datasets(name, shape, counts):  # noqa: ANN001
+    d = datasets.load(name)
+    assert d.x_train.shape[1:] == shape and d.x_train.dtype == np.float32 and d.x_test.shape[0] == 10_000
+    assert 0 <= d.x_test.min() and d.x_test.max() <= 255
+    if name == "mnist":
+        assert np.bincount(d.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    if name == "cifar10":
+        assert d.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+        assert d.y_test[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+
+
+def test_missing_dataset_file_is_named(tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.setenv("LWCNN_DATASETS", str(tmp_path))
+    datasets.load.cache_clear()
+    try:
+        with pytest.raises(LwcnnError, match="mnist.npz is missing"):
+            datasets.load("mnist")
+        with pytest.raises(LwcnnError, match="train-images-idx3-ubyte.gz is missing"):
+            datasets.load("fashion_mnist")
+    finally:
+        datasets.load.cache_clear()
+
+
+def test_unknown_dataset():
+    with pytest.raises(LwcnnError, match="unknown dataset 'svhn'"):
+        datasets.check_name("svhn")
