@@ -1,0 +1,27 @@
+/*
+ * board.h - the little the firmware needs from a board: a UART to the host, two counters and a
+ * way to stop. Implemented per MCU family in board_<family>.c; the board's constants (clock,
+ * UART registers, memory) come from the generated lw_board.h.
+ */
+#ifndef LW_BOARD_H
+#define LW_BOARD_H
+
+#include <stdint.h>
+
+#include "lw_board.h"
+
+/* Clocks, UART (115200 8N1), counters. */
+void board_init(void);
+/* Core clock in Hz after board_init (falls back to the reset clock when a PLL does not lock). */
+uint32_t board_clock_hz(void);
+void board_putc(uint8_t c);
+/* Next received byte, or -1 when none is waiting. */
+int32_t board_getc(void);
+/* DWT cycle counter (0 where the core or emulator has none). */
+uint32_t board_cycles(void);
+/* SysTick ticks of the core clock, extended to 32 bits (on QEMU with -icount: virtual time). */
+uint32_t board_ticks(void);
+/* Stop: semihosting exit on emulated boards, a low-power loop on real ones. */
+void board_exit(int32_t code);
+
+#endif /* LW_BOARD_H */
