@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -172,6 +173,111 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
                           schedule=schedule, console=_out(as_json))
     if as_json:
         _emit_json(card)
+
+
+BoardOpt = Annotated[str, typer.Option("--board", help="a board from `lwcnn-mcu boards`")]
+
+
+@app.command()
+def boards(as_json: JsonOpt = False) -> None:
+    """List the supported boards."""
+    from lwcnn_mcu import boards as b
+
+    rows = [{"name": x.name, "aliases": [a for a, t in b.ALIASES.items() if t == x.name], "mcu": x.mcu,
+             "core": x.core, "clock_hz": x.clock_hz, "flash_bytes": x.flash_bytes, "ram_bytes": x.ram_bytes,
+             "uart": x.uart_name, "emulator": x.qemu_machine, "runs_here": x.runs_here, "note": x.note}
+            for x in b.BOARDS.values()]
+    if as_json:
+        _emit_json({"boards": rows, "default": b.DEFAULT_BOARD})
+        return
+    t = Table(title=f"boards (default: {b.DEFAULT_BOARD})")
+    for col in ("name", "MCU / machine", "core", "clock", "flash", "RAM", "emulator", "here"):
+        t.add_column(col)
+    for r in rows:
+        name = r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
+        t.add_row(name, r["mcu"], r["core"], f"{r['clock_hz'] / 1e6:g} MHz", f"{r['flash_bytes'] // 1024} KB",
+                  f"{r['ram_bytes'] // 1024} KB", r["emulator"] or "-", "builds, runs" if r["runs_here"] else "builds")
+    console = Console()
+    console.print(t)
+    for r in rows:
+        console.print(f"  {r['name']}: {r['note']}; host link {r['uart']}")
+
+
+@app.command()
+def build(board: BoardOpt = "qemu-m4",
+          model: Annotated[str, typer.Option("--model", help="MODEL (default: the shipped mnist)")] = "mnist",
+          out: Annotated[Path | None, typer.Option("-o", "--out", help="project folder (default build/<board>)")] = None,
+          dataset: Annotated[str | None, typer.Option(help="calibration/test dataset for a .keras model")] = None,
+          calib: Annotated[str | None, typer.Option(help="calibration inputs X.npy for a .keras model")] = None,
+          builder: Annotated[str, typer.Option(help="auto (system arm-none-eabi-gcc), make, or pio")] = "auto",
+          as_json: JsonOpt = False) -> None:
+    """Build the firmware (ELF and BIN) for a board and report flash and RAM against its limits."""
+    from lwcnn_mcu import builder as fw
+
+    console = _out(as_json)
+    with console.status(f"building firmware for {board}...", spinner="dots"):
+        b = fw.build(board, model, out, dataset=dataset, calib=calib, builder=builder)
+    r = b.report()
+    if as_json:
+        _emit_json(r)
+        return
+    t = Table(title=f"{r['board']} ({r['mcu']}): {r['elf']}")
+    for col in ("memory", "used", "limit", "use"):
+        t.add_column(col, justify="right")
+    t.add_row("flash", f"{r['flash_bytes']:,} B", f"{r['flash_limit']:,} B", f"{100 * r['flash_bytes'] / r['flash_limit']:.1f}%")
+    t.add_row("RAM", f"{r['ram_bytes']:,} B", f"{r['ram_limit']:,} B", f"{100 * r['ram_bytes'] / r['ram_limit']:.1f}%")
+    console.print(t)
+    console.print(f"model weights {r['weights_bytes']:,} B, arena {r['arena_bytes']:,} B; project in {b.project}/ "
+                  f"(platformio.ini for `pio run`, build.sh for the system toolchain)")
+
+
+@app.command()
+def selftest(board: BoardOpt = "qemu-m4",
+             model: Annotated[str, typer.Option("--model", help="MODEL (default: the shipped mnist)")] = "mnist",
+             dataset: Annotated[str | None, typer.Option(help="dataset of the built-in test images")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Build for an emulated board, boot it, and compare its answers on test images with the host C."""
+    from lwcnn_mcu import boards as bd
+    from lwcnn_mcu import builder as fw
+    from lwcnn_mcu import datasets, emulator, hostrun
+
+    console = _out(as_json)
+    bo = bd.get(board)
+    with console.status(f"building and booting {bo.name} on QEMU {bo.qemu_machine}...", spinner="dots"):
+        b = fw.build(board, model, Path("build") / bo.name, dataset=dataset)
+        st = emulator.run_selftest(bo, b.elf)
+        host = hostrun.build_host(b.compiled.gen.files).run(b.test_inputs)
+    same = [bool(np.array_equal(a, h)) for a, h in zip(st.outputs, host, strict=True)]
+    ds = dataset or (model if model in datasets.CLASS_NAMES else None)
+    names = datasets.CLASS_NAMES.get(ds or "", [])
+    r = {"board": bo.name, "banner": st.banner, "samples": len(same), "agree_with_host": sum(same),
+         "instructions": st.instructions, "outputs": [bytes(o.view(np.uint8)).hex() for o in st.outputs]}
+    if as_json:
+        _emit_json(r)
+    else:
+        console.print(st.banner)
+        t = Table(title=f"{bo.name}: on-target vs host-built C")
+        for col in ("image", "target class", "host class", "bytes equal", "instructions"):
+            t.add_column(col, justify="right")
+        for i, (o, h, s, n) in enumerate(zip(st.outputs, host, same, st.instructions, strict=True)):
+            cls = lambda v: f"{int(np.argmax(v))}" + (f" {names[int(np.argmax(v))]}" if names else "")  # noqa: E731
+            t.add_row(str(i), cls(o), cls(h), "yes" if s else "[red]NO[/red]", f"{n:,}")
+        console.print(t)
+    if not all(same):
+        raise MismatchError()
+
+
+@app.command()
+def flash(board: BoardOpt = "qemu-m4",
+          port: Annotated[str | None, typer.Option(help="serial port of a real board")] = None,
+          out: Annotated[Path | None, typer.Option("-o", "--out", help="project folder (default build/<board>)")] = None,
+          tcp_port: Annotated[int, typer.Option(help="local TCP port for an emulated board's UART")] = 4555) -> None:
+    """Upload the built firmware to the board, or start the emulated board with its UART on a TCP port."""
+    from lwcnn_mcu import boards as bd
+    from lwcnn_mcu import flashing
+
+    flashing.flash(bd.get(board), out or Path("build") / bd.get(board).name, port=port, tcp_port=tcp_port,
+                   console=err)
 
 
 @app.command()
