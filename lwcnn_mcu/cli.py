@@ -206,7 +206,8 @@ def boards(as_json: JsonOpt = False) -> None:
 @app.command()
 def build(board: BoardOpt = "qemu-m4",
           model: Annotated[str, typer.Option("--model", help="MODEL (default: the shipped mnist)")] = "mnist",
-          out: Annotated[Path | None, typer.Option("-o", "--out", help="project folder (default build/<board>)")] = None,
+          out: Annotated[Path | None, typer.Option("-o", "--out",
+                                                   help="project folder (default build/<board>)")] = None,
           dataset: Annotated[str | None, typer.Option(help="calibration/test dataset for a .keras model")] = None,
           calib: Annotated[str | None, typer.Option(help="calibration inputs X.npy for a .keras model")] = None,
           builder: Annotated[str, typer.Option(help="auto (system arm-none-eabi-gcc), make, or pio")] = "auto",
@@ -224,8 +225,9 @@ def build(board: BoardOpt = "qemu-m4",
     t = Table(title=f"{r['board']} ({r['mcu']}): {r['elf']}")
     for col in ("memory", "used", "limit", "use"):
         t.add_column(col, justify="right")
-    t.add_row("flash", f"{r['flash_bytes']:,} B", f"{r['flash_limit']:,} B", f"{100 * r['flash_bytes'] / r['flash_limit']:.1f}%")
-    t.add_row("RAM", f"{r['ram_bytes']:,} B", f"{r['ram_limit']:,} B", f"{100 * r['ram_bytes'] / r['ram_limit']:.1f}%")
+    for mem in ("flash", "ram"):
+        used, limit = r[f"{mem}_bytes"], r[f"{mem}_limit"]
+        t.add_row(mem if mem == "flash" else "RAM", f"{used:,} B", f"{limit:,} B", f"{100 * used / limit:.1f}%")
     console.print(t)
     console.print(f"model weights {r['weights_bytes']:,} B, arena {r['arena_bytes']:,} B; project in {b.project}/ "
                   f"(platformio.ini for `pio run`, build.sh for the system toolchain)")
@@ -270,7 +272,8 @@ def selftest(board: BoardOpt = "qemu-m4",
 @app.command()
 def flash(board: BoardOpt = "qemu-m4",
           port: Annotated[str | None, typer.Option(help="serial port of a real board")] = None,
-          out: Annotated[Path | None, typer.Option("-o", "--out", help="project folder (default build/<board>)")] = None,
+          out: Annotated[Path | None, typer.Option("-o", "--out",
+                                                   help="project folder (default build/<board>)")] = None,
           tcp_port: Annotated[int, typer.Option(help="local TCP port for an emulated board's UART")] = 4555) -> None:
     """Upload the built firmware to the board, or start the emulated board with its UART on a TCP port."""
     from lwcnn_mcu import boards as bd

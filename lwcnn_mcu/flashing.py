@@ -26,7 +26,7 @@ def flash(board: boards.Board, project: Path, *, port: str | None, tcp_port: int
         cmd = emulator.command(board, elf, f"tcp:127.0.0.1:{tcp_port},server=on,wait=on,nodelay=on",
                                semihosting=True)
         console.print(f"starting {board.name} (QEMU {board.qemu_machine}); its UART waits on 127.0.0.1:{tcp_port}\n"
-                      f"  connect: lwcnn-mcu bench --port socket://127.0.0.1:{tcp_port}   or   nc 127.0.0.1 {tcp_port}\n"
+                      f"  connect: lwcnn-mcu bench --port socket://127.0.0.1:{tcp_port}  or  nc 127.0.0.1 {tcp_port}\n"
                       "  stop: Ctrl-C")
         try:
             subprocess.run(cmd, check=False)
