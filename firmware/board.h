@@ -23,5 +23,7 @@ uint32_t board_cycles(void);
 uint32_t board_ticks(void);
 /* Stop: semihosting exit on emulated boards, a low-power loop on real ones. */
 void board_exit(int32_t code);
+/* System reset through the NVIC (SCB AIRCR). */
+void board_reset(void);
 
 #endif /* LW_BOARD_H */

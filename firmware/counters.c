@@ -16,6 +16,15 @@
 
 static volatile uint32_t systick_wraps;
 
+void board_reset(void)
+{
+    __asm__ volatile("dsb" ::: "memory");
+    *(volatile uint32_t *)0xE000ED0Cu = 0x05FA0004u; /* AIRCR: VECTKEY | SYSRESETREQ */
+    __asm__ volatile("dsb" ::: "memory");
+    for (;;) {
+    }
+}
+
 void SysTick_Handler(void)
 {
     systick_wraps++;

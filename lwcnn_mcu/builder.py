@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from lwcnn_mcu import __version__, boards, codegen, compiler
+from lwcnn_mcu import __version__, boards, codegen, compiler, protocol
 from lwcnn_mcu.errors import LwcnnError
 
-FIRMWARE_SOURCES = ("board.h", "startup.c", "counters.c", "board_mps2.c", "board_stm32.c", "main.c")
+FIRMWARE_SOURCES = ("board.h", "startup.c", "counters.c", "board_mps2.c", "board_stm32.c", "main.c", "lw_proto.h",
+                    "lw_proto.c", "lwcnn_hooks.h")
 CFLAGS = ["-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections",
-          "-fno-common"]
+          "-fno-common", "-DLWCNN_HAVE_HOOKS"]
 RESET_CLOCK = {"stm32f4": 16_000_000, "stm32f7": 16_000_000, "stm32l4": 4_000_000, "mps2": 25_000_000}
 
 
@@ -77,6 +78,7 @@ def project_files(board: boards.Board, c: compiler.Compiled, inputs: np.ndarray,
     files = {f"src/{k}": v for k, v in c.gen.files.items()}
     for name in FIRMWARE_SOURCES:
         files[f"src/{name}"] = (firmware_dir() / name).read_text()
+    files["src/lw_proto_codes.h"] = protocol.c_header()
     files["src/lw_board.h"] = env.get_template("lw_board.h.j2").render(
         provenance=prov, board=board, model_hash=c.graph.model_hash, uart=uart, semihosting=semihosting,
         reset_clock_hz=RESET_CLOCK[board.family])
@@ -86,8 +88,8 @@ def project_files(board: boards.Board, c: compiler.Compiled, inputs: np.ndarray,
         provenance=prov, board=board, flash_bytes=flash_bytes or board.flash_bytes,
         ram_bytes=ram_bytes or board.ram_bytes)
     if board.pio_board:
-        files["platformio.ini"] = env.get_template("platformio.ini.j2").render(provenance=prov, board=board,
-                                                                               boards=[board])
+        files["platformio.ini"] = env.get_template("platformio.ini.j2").render(
+            provenance=prov, board=board, boards=[board], defines=" ".join(buffer_defines(c)))
     return {k: v if v.endswith("\n") else v + "\n" for k, v in files.items()}
 
 
@@ -98,10 +100,19 @@ def _write(root: Path, files: dict[str, str]) -> None:
         p.write_text(text)
 
 
-def _gcc_build(board: boards.Board, root: Path, gcc: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def buffer_defines(c: compiler.Compiled) -> list[str]:
+    """Protocol buffers sized for this model: receive = the input; reply = the largest reply."""
+    n_in, n_out, n_layers = c.graph.input.size, c.graph.output.size, len(c.graph.ops)
+    rx = max(n_in, 16)
+    reply = max(8 + n_out, 8 * min(n_layers, 256), 24 + 128)
+    return [f"-DLW_PROTO_RX_MAX={rx}", f"-DLW_REPLY_MAX={reply}"]
+
+
+def _gcc_build(board: boards.Board, root: Path, gcc: str,
+               defines: list[str]) -> tuple[subprocess.CompletedProcess[str], Path]:
     elf = root / "firmware.elf"
     srcs = sorted(str(p) for p in (root / "src").glob("*.c"))
-    cmd = [gcc, *board.cpu_flags, *CFLAGS, "-I", str(root / "src"), *srcs, "-T", str(root / "linker.ld"),
+    cmd = [gcc, *board.cpu_flags, *CFLAGS, *defines, "-I", str(root / "src"), *srcs, "-T", str(root / "linker.ld"),
            "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
            f"-Wl,-Map={root / 'firmware.map'}", "-o", str(elf)]
     (root / "build.sh").write_text("#!/bin/sh\n# the exact command lwcnn-mcu ran (system toolchain)\n"
@@ -150,12 +161,12 @@ def build(board_name: str, model: str = "mnist", out: Path | None = None, *, dat
         if builder == "pio":
             return _pio_build(board, root, c, inputs)
         assert gcc is not None
-        r, elf = _gcc_build(board, root, gcc)
+        r, elf = _gcc_build(board, root, gcc, buffer_defines(c))
         if r.returncode != 0:
             if "overflowed" in r.stderr or "will not fit" in r.stderr:
                 _write(root, project_files(board, c, inputs, semihosting=semi, flash_bytes=board.flash_bytes * 64,
                                            ram_bytes=board.ram_bytes * 64))
-                r2, elf2 = _gcc_build(board, root, gcc)
+                r2, elf2 = _gcc_build(board, root, gcc, buffer_defines(c))
                 if r2.returncode == 0:
                     fl, ra = elf_sizes(elf2, board)
                     raise LwcnnError(

@@ -284,6 +284,82 @@ def flash(board: BoardOpt = "qemu-m4",
 
 
 @app.command()
+def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated board to start, or the board "
+                                                    "behind --port")] = None,
+          port: Annotated[str | None, typer.Option(
+              help="serial port of a flashed board (/dev/ttyACM0, socket://...)")] = None,
+          model: Annotated[str, typer.Option("--model", help="MODEL (default: the shipped mnist)")] = "mnist",
+          dataset: Annotated[str | None, typer.Option(help="test images and labels from this dataset")] = None,
+          data: Annotated[str | None, typer.Option(help="test inputs X.npy, float32 (N,H,W,C)")] = None,
+          labels: Annotated[str | None, typer.Option(help="labels Y.npy for --data")] = None,
+          samples: Annotated[int, typer.Option(help="how many inputs to run on the device")] = 100,
+          layers: Annotated[bool, typer.Option("--layers", help="also time every layer on the device")] = False,
+          plot: Annotated[Path | None, typer.Option(help="write a PNG: latency histogram, trace, layers")] = None,
+          save: Annotated[bool, typer.Option(help="append the result to benchmarks/results/")] = True,
+          as_json: JsonOpt = False) -> None:
+    """Latency and on-target accuracy over the serial port, every output checked against the host C."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lwcnn_mcu import bench as b
+
+    if dataset and data:
+        raise LwcnnError("give either --dataset or --data, not both")
+    if samples < 1:
+        raise LwcnnError(f"--samples must be at least 1 (got {samples})")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as prog:
+        task = prog.add_task("building and connecting", total=samples)
+        r = b.run_bench(board=board, port=port, model=model, dataset=dataset, data=data, labels=labels,
+                        samples=samples, layers=layers,
+                        progress=lambda i, n: prog.update(task, completed=i, description="inferences on the device"))
+    if save:
+        r["saved_to"] = str(b.save_result(r))
+    if plot:
+        b.plot(r, plot)
+    out = {k: v for k, v in r.items() if k != "per_inference"}
+    if as_json:
+        _emit_json(out)
+    else:
+        _print_bench(r)
+    b.check(r)
+
+
+def _print_bench(r: dict[str, Any]) -> None:
+    console = Console()
+    unit = "instructions" if r["emulated"] else "cycles"
+    t = Table(title=f"bench {Path(r['model']).name} on {r['board']} ({r['samples']} inputs, {r['data']})")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("outputs equal to host C", f"{r['agree_with_host']}/{r['samples']}")
+    t.add_row("on-target accuracy", _fmt(r["accuracy"]))
+    t.add_row("host C accuracy", _fmt(r["host_accuracy"]))
+    for k in ("min", "median", "p99", "max"):
+        ms = f"  ({r['latency_ms'][k]:.2f} ms)" if "latency_ms" in r else ""
+        t.add_row(f"{unit} {k}", f"{r[unit][k]:,.0f}{ms}")
+    if r["emulated"]:
+        t.add_row("instructions per MAC", f"{r['instructions_per_mac']:.2f}")
+    t.add_row("host round trip median", f"{r['host_round_trip_ms']['median']:.1f} ms")
+    tr = r["transport"]
+    t.add_row("transport errors / retries", f"{r['transport_errors']} / {tr['retries']} (crc {tr['crc_errors']}, "
+              f"timeouts {tr['timeouts']}, device errors {tr['device_errors']}, resets {tr['device_resets']})")
+    console.print(t)
+    if r.get("layers"):
+        lt = Table(title="where the time goes")
+        for col in ("#", "layer", "op", "MACs", unit, "share", ""):
+            lt.add_column(col, justify="right" if col in ("#", "MACs", unit, "share") else "left")
+        total = sum(x[unit] for x in r["layers"]) or 1
+        for x in r["layers"]:
+            share = x[unit] / total
+            lt.add_row(str(x["layer"]), x["name"][:32], x["op"], f"{x['macs']:,}", f"{x[unit]:,}",
+                       f"{100 * share:.1f}%", "█" * int(round(30 * share)))
+        console.print(lt)
+    if r["emulated"]:
+        console.print("[dim]emulated board: counts are QEMU instructions (-icount shift=0), not cycles or time[/dim]")
+    if r.get("saved_to"):
+        console.print(f"[dim]saved {r['saved_to']}[/dim]")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     print(f"lwcnn-mcu {__version__}")
