@@ -21,6 +21,9 @@ int32_t board_getc(void);
 uint32_t board_cycles(void);
 /* SysTick ticks of the core clock, extended to 32 bits (on QEMU with -icount: virtual time). */
 uint32_t board_ticks(void);
+/* Restart the SysTick count, so that what follows is measured from the same phase every time
+ * (under QEMU -icount this makes tick counts of a deterministic code path deterministic). */
+void board_ticks_restart(void);
 /* Stop: semihosting exit on emulated boards, a low-power loop on real ones. */
 void board_exit(int32_t code);
 /* System reset through the NVIC (SCB AIRCR). */

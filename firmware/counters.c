@@ -49,6 +49,12 @@ uint32_t board_cycles(void)
     return DWT_CYCCNT;
 }
 
+void board_ticks_restart(void)
+{
+    SYST_CVR = 0u; /* any write restarts the count from the reload value */
+    systick_wraps = 0u;
+}
+
 uint32_t board_ticks(void)
 {
     uint32_t hi, lo;

@@ -11,7 +11,11 @@ uint16_t lw_crc16(uint16_t crc, const uint8_t *data, size_t n)
     for (size_t i = 0; i < n; ++i) {
         crc ^= (uint16_t)((uint16_t)data[i] << 8);
         for (int b = 0; b < 8; ++b) {
-            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
+            if (crc & 0x8000u) {
+                crc = (uint16_t)((uint16_t)(crc << 1) ^ 0x1021u);
+            } else {
+                crc = (uint16_t)(crc << 1);
+            }
         }
     }
     return crc;

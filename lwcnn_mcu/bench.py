@@ -63,6 +63,7 @@ class Device:
         self.seq = 0
         self.stats = Stats()
         self.pending: list[protocol.Frame] = []
+        self.flush_bytes = 64  # raised to the device's receive buffer + 16 once INFO is known
 
     def _frames(self, deadline: float) -> list[protocol.Frame]:
         if self.pending:
@@ -110,7 +111,10 @@ class Device:
                         return f
             if not got_error:
                 self.stats.timeouts += 1
-            time.sleep(0.12)  # let the device drop any partial frame (its byte timeout is 100 ms)
+            # Resynchronise the device: zeros (never a start marker) complete any partial frame it
+            # holds, which then fails its CRC and leaves the parser hunting for the next marker.
+            self.port.write(b"\0" * self.flush_bytes)
+            time.sleep(0.05)
             self.port.reset_input_buffer()
             self.dec = protocol.Decoder()
         raise TransportError(f"{msg}: no valid reply after {self.retries + 1} attempts")
@@ -193,7 +197,7 @@ def machine() -> dict[str, Any]:
 
 def run_bench(*, board: str | None, port: str | None, model: str, dataset: str | None, data: str | None,
               labels: str | None, samples: int, layers: bool, progress: Any = None,
-              device_timeout: float = 5.0, url_override: str | None = None) -> dict[str, Any]:
+              device_timeout: float = 5.0, via: Any = None) -> dict[str, Any]:
     """Build (for an emulated board), connect, stream inputs, and return the report."""
     from lwcnn_mcu import builder, compiler, hostrun, reference
     from lwcnn_mcu import verify as ver
@@ -220,9 +224,11 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
 
     emu = Emulated(bo, built.elf) if emulated else None
     try:
-        link = open_port(url_override or (emu.url if emu else str(port)))
+        url = emu.url if emu else str(port)
+        link = open_port(via(url) if via else url, retries=50 if url.startswith("socket://") else 1)
         dev = Device(link, timeout=device_timeout)
         info = dev.wait_ready(60.0 if emulated else 10.0) if emulated else dev.info()
+        dev.flush_bytes = max(info.input_size, 16) + 16
         if info.model_hash != c.graph.model_hash:
             raise LwcnnError(f"the device runs model {info.model_hash[:16]}, expected {c.graph.model_hash[:16]} "
                              f"({c.source}); build and flash this model first")

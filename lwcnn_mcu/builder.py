@@ -22,7 +22,8 @@ from lwcnn_mcu.errors import LwcnnError
 
 FIRMWARE_SOURCES = ("board.h", "startup.c", "counters.c", "board_mps2.c", "board_stm32.c", "main.c", "lw_proto.h",
                     "lw_proto.c", "lwcnn_hooks.h")
-CFLAGS = ["-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections",
+CFLAGS = ["-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-Wno-sign-conversion",
+          "-ffunction-sections", "-fdata-sections",
           "-fno-common", "-DLWCNN_HAVE_HOOKS"]
 RESET_CLOCK = {"stm32f4": 16_000_000, "stm32f7": 16_000_000, "stm32l4": 4_000_000, "mps2": 25_000_000}
 

@@ -1,0 +1,160 @@
+"""End to end over the serial protocol: the emulated Cortex-M4 and the Nucleo image on
+netduinoplus2, every output equal to the host C, deterministic counts, and a fault-injecting
+proxy between host and emulator (drops, corrupts, delays) with no wrong result recorded."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lwcnn_mcu import bench, models
+from tests.conftest import HAVE_ARM, randomize
+from tests.test_errors import assert_clean_error, run
+
+pytestmark = pytest.mark.skipif(not HAVE_ARM or shutil.which("qemu-system-arm") is None,
+                                reason="needs arm-none-eabi-gcc and qemu-system-arm (make setup)")
+HAVE_MNIST = models.shipped_path("mnist").is_file()
+
+
+@pytest.fixture(scope="module")
+def model(keras, tmp_path_factory) -> str:  # noqa: ANN001
+    """The shipped MNIST model when installed, else a small random-weight MNIST-shaped CNN."""
+    if HAVE_MNIST:
+        return "mnist"
+    L = keras.layers
+    inp = keras.Input((28, 28, 1), batch_size=1)
+    x = L.Rescaling(1 / 255.0)(inp)
+    x = L.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = L.MaxPooling2D()(x)
+    m = keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(x)))
+    randomize(m, seed=11)
+    p = tmp_path_factory.mktemp("bench") / "mnist_like.tflite"
+
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.random.rand(1, 28, 28, 1).astype(np.float32) * 255] for _ in range(16))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    p.write_bytes(conv.convert())
+    return str(p)
+
+
+@pytest.mark.parametrize("board", ["qemu-m4", "nucleo"])
+def test_bench_end_to_end(board, model, tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    r1 = bench.run_bench(board=board, port=None, model=model, dataset="mnist", data=None, labels=None, samples=100,
+                         layers=True)
+    assert r1["samples"] == 100 and r1["agree_with_host"] == 100
+    assert r1["accuracy"] == r1["host_accuracy"]
+    assert r1["transport_errors"] == 0
+    assert set(r1["instructions"]) == {"min", "median", "p99", "max"} and "cycles" not in r1
+    assert len(r1["layers"]) > 2 and all(x["instructions"] >= 0 for x in r1["layers"])
+    r2 = bench.run_bench(board=board, port=None, model=model, dataset="mnist", data=None, labels=None, samples=100,
+                         layers=False)
+    assert r2["per_inference"] == r1["per_inference"]  # deterministic instruction counts
+    out = tmp_path / "r.png"
+    bench.plot(r1, out)
+    assert out.stat().st_size > 10_000
+    saved = bench.save_result(r1, tmp_path / "results")
+    assert saved.is_file() and '"commit"' in saved.read_text()
+
+
+class FaultyProxy:
+    """TCP proxy that drops, corrupts and delays bytes in both directions (seeded, bounded)."""
+
+    #: chunk numbers (per direction) that always get a fault, so every run sees some
+    FORCED = {3: "corrupt", 8: "drop", 14: "delay", 20: "corrupt", 27: "drop"}
+
+    def __init__(self, upstream: str, seed: int = 0, p: float = 0.01) -> None:
+        host, port = upstream.removeprefix("socket://").split(":")
+        self.upstream = (host, int(port))
+        self.rng = random.Random(seed)
+        self.p = p
+        self.faults = 0
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.url = f"socket://127.0.0.1:{self.srv.getsockname()[1]}"
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        client, _ = self.srv.accept()
+        for _ in range(100):
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        for s in (client, up):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._pump, args=(client, up), daemon=True).start()
+        threading.Thread(target=self._pump, args=(up, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.5)
+        chunk = 0
+        deadline = time.monotonic() + 600
+        while not self.stop and time.monotonic() < deadline:
+            try:
+                data = bytearray(src.recv(256))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            chunk += 1
+            forced = self.FORCED.get(chunk)
+            roll = self.rng.random()
+            if forced == "drop" or roll < self.p:  # drop one byte
+                del data[self.rng.randrange(len(data))]
+                self.faults += 1
+            elif forced == "corrupt" or roll < 2 * self.p:  # corrupt one byte
+                data[self.rng.randrange(len(data))] ^= 1 << self.rng.randrange(8)
+                self.faults += 1
+            elif forced == "delay" or roll < 3 * self.p:  # delay
+                time.sleep(0.05)
+            try:
+                dst.sendall(bytes(data))
+            except OSError:
+                return
+
+
+def test_faulty_link_records_no_wrong_result(model, tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    proxies: list[FaultyProxy] = []
+
+    def via(url: str) -> str:
+        proxies.append(FaultyProxy(url, seed=5))
+        return proxies[-1].url
+
+    r = bench.run_bench(board="qemu-m4", port=None, model=model, dataset="mnist", data=None, labels=None,
+                        samples=60, layers=False, via=via, device_timeout=2.0)
+    proxies[0].stop = True
+    assert proxies[0].faults > 0
+    assert r["agree_with_host"] == r["samples"] == 60  # nothing recorded from a corrupted frame
+    assert r["transport_errors"] > 0 and r["transport"]["retries"] > 0
+
+
+def test_bench_argument_errors(capsys):  # noqa: ANN001
+    code, _, err = run(["bench", "--board", "qemu-m4", "--port", "/dev/null"], capsys)
+    assert_clean_error(code, err, "either --board or --port")
+    code, _, err = run(["bench", "--board", "nucleo_l4r5zi", "--model", "mnist"], capsys)
+    assert code == 2 and "Traceback" not in err
+
+
+def test_bench_wrong_port_is_clear(model, capsys):  # noqa: ANN001
+    code, _, err = run(["bench", "--port", "/dev/nonexistent-tty", "--model", model, "--samples", "1"], capsys)
+    assert_clean_error(code, err, "/dev/nonexistent-tty")
+
+
