@@ -51,7 +51,11 @@ uint32_t board_cycles(void)
 
 void board_ticks_restart(void)
 {
-    SYST_CVR = 0u; /* any write restarts the count from the reload value */
+    SYST_CVR = 0u; /* any write clears the count; it reloads at the next tick */
+    while (SYST_CVR == 0u) {
+    }
+    /* the count now starts at a tick boundary; drop a wrap the write may have pended */
+    *(volatile uint32_t *)0xE000ED04u = (1u << 25); /* ICSR.PENDSTCLR */
     systick_wraps = 0u;
 }
 

@@ -336,6 +336,8 @@ def plot(r: dict[str, Any], path: Path) -> None:
     ax[0].set_ylabel("inferences")
     ax[1].plot(v, ".", ms=3)
     ax[1].set_xlabel("inference #")
+    ax[0].ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax[1].ticklabel_format(axis="y", style="plain", useOffset=False)
     ax[1].set_ylabel(unit)
     if r.get("layers"):
         names = [f"{x['layer']} {x['op']}" for x in r["layers"]]
