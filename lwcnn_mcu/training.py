@@ -144,7 +144,7 @@ def build_dual(backbone_fn: Any, aug: Any) -> tuple[Any, Any, Any]:
     return dual, orig, augb
 
 
-def unify(orig: Any, augb: Any, strategy: str, backbone_fn: Any) -> Any:
+def unify_branches(orig: Any, augb: Any, strategy: str, backbone_fn: Any) -> Any:
     m = backbone_fn("unified")
     if strategy == "average":
         m.set_weights([(a + b) / 2 for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True)])
@@ -191,6 +191,114 @@ def _hist(h: Any) -> dict[str, list[float]]:
     return {k: [float(v) for v in vs] for k, vs in h.history.items()}
 
 
+@dataclass(frozen=True)
+class Split:
+    """Training images minus the last 5,000 (validation), and the test set."""
+
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_te: np.ndarray
+    y_te: np.ndarray
+
+    @staticmethod
+    def of(ds: datasets.Dataset, quick: bool = False) -> Split:
+        s = Split(ds.x_train[:-5000], ds.y_train[:-5000], ds.x_train[-5000:], ds.y_train[-5000:], ds.x_test, ds.y_test)
+        if quick:
+            s = Split(s.x_tr[:512], s.y_tr[:512], s.x_val[:256], s.y_val[:256], s.x_te[:256], s.y_te[:256])
+        return s
+
+
+def seed_everything(seed: int) -> None:
+    keras = _keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # noqa: BLE001 - older TF
+        pass
+
+
+def _cosine_adam(lr: float, epochs: int, n: int, batch: int) -> Any:
+    keras = _keras()
+    steps = max(1, int(np.ceil(n / batch)))
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps),
+                                                                        alpha=0.02))
+
+
+def evaluate(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    _compile(model, 1e-4)
+    return float(model.evaluate(x, y, verbose=0, batch_size=512)[1])
+
+
+def stage1(split: Split, backbone_fn: Any, recipe: Recipe, epochs: int, batch: int, seed: int, verbose: int,
+           backup: Path | None = None) -> tuple[Any, Any, dict[str, list[float]]]:
+    """Train the dual-input-output model; return its two branches and the history."""
+    keras = _keras()
+    dual, orig, augb = build_dual(backbone_fn, augmenter(recipe.aug, seed))
+    dual.compile(optimizer=_cosine_adam(recipe.lr, epochs, len(split.x_tr), batch),
+                 loss=["sparse_categorical_crossentropy"] * 2, metrics=[["accuracy"], ["accuracy"]])
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup))] if backup is not None else []
+    h = dual.fit([split.x_tr, split.x_tr], [split.y_tr, split.y_tr], batch_size=batch, epochs=epochs,
+                 callbacks=callbacks, validation_data=([split.x_val, split.x_val], [split.y_val, split.y_val]),
+                 verbose=verbose, shuffle=True)
+    return orig, augb, _hist(h)
+
+
+def select_unified(orig: Any, augb: Any, strategy: str, backbone_fn: Any,
+                   split: Split) -> tuple[Any, str, dict[str, float]]:
+    """Unify the branches; with 'best', the strategy with the highest validation accuracy."""
+    candidates = {s: evaluate(unify_branches(orig, augb, s, backbone_fn), split.x_val, split.y_val)
+                  for s in ("average", "augmented", "original")}
+    chosen = max(candidates, key=lambda k: candidates[k]) if strategy == "best" else strategy
+    return unify_branches(orig, augb, chosen, backbone_fn), chosen, candidates
+
+
+def stage2(model: Any, split: Split, sched: tuple[tuple[int, int, float], ...], batch: int, verbose: int,
+           say: Any) -> tuple[list[dict[str, Any]], int, float]:
+    """Progressive unfreezing; keeps the weights of the best validation step (0 = unchanged)."""
+    groups = layer_groups(model)
+    plan = unfreeze_plan(len(groups), sched)
+    best_val = evaluate(model, split.x_val, split.y_val)
+    best_weights, best_step = model.get_weights(), 0
+    h2: list[dict[str, Any]] = []
+    for step, ((_more, ep, lr), trainable) in enumerate(zip(sched, plan, strict=True)):
+        for grp, flag in zip(groups, trainable, strict=True):
+            for layer in grp:
+                layer.trainable = flag
+        names = [grp[0].name.split("_")[0] for grp, f in zip(groups, trainable, strict=True) if f]
+        say(f"stage 2 step {step + 1}/{len(sched)}: trainable groups {names}, {ep} epochs at lr {lr:g}")
+        _compile(model, lr)
+        if ep:
+            h = model.fit(split.x_tr, split.y_tr, batch_size=batch, epochs=ep,
+                          validation_data=(split.x_val, split.y_val), verbose=verbose)
+            h2.append({"step": step + 1, "trainable": names, "lr": lr, **_hist(h)})
+            val = float(h.history["val_accuracy"][-1])
+            if val > best_val:
+                best_val, best_weights, best_step = val, model.get_weights(), step + 1
+    model.set_weights(best_weights)
+    for layer in model.layers:
+        layer.trainable = True
+    say(f"stage 2: keeping the weights after step {best_step} (validation accuracy {best_val:.4f})")
+    return h2, best_step, best_val
+
+
+def train_plain(split: Split, backbone_fn: Any, recipe: Recipe, epochs: int, batch: int, seed: int, verbose: int,
+                augment: bool) -> Any:
+    """Baseline for the ablation: one model, the same schedule, with or without augmentation."""
+    keras = _keras()
+    model = backbone_fn("plain")
+    net = keras.Sequential([keras.Input(model.inputs[0].shape[1:]), augmenter(recipe.aug, seed), model]) \
+        if augment else model
+    net.compile(optimizer=_cosine_adam(recipe.lr, epochs, len(split.x_tr), batch),
+                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    net.fit(split.x_tr, split.y_tr, batch_size=batch, epochs=epochs, validation_data=(split.x_val, split.y_val),
+            verbose=verbose, shuffle=True)
+    return model
+
+
 def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify: str = "best",
           epochs: int | None = None, schedule: str | None = None, console: Any = None,
           arch: str | None = None) -> dict[str, Any]:
@@ -207,26 +315,15 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     recipe = RECIPES[dataset]
     sched = parse_schedule(schedule) if schedule else recipe.schedule
     e1 = epochs if epochs is not None else recipe.stage1_epochs
-    ds = datasets.load(dataset)
-    keras = _keras()
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # noqa: BLE001 - older TF
-        pass
-    x_tr, y_tr = ds.x_train[:-5000], ds.y_train[:-5000]
-    x_val, y_val = ds.x_train[-5000:], ds.y_train[-5000:]
-    x_te, y_te = ds.x_test, ds.y_test
-    a = arch or recipe.arch
-    batch = recipe.batch
+    seed_everything(seed)
+    split = Split.of(datasets.load(dataset), quick)
+    a, batch = arch or recipe.arch, recipe.batch
     if quick:
-        x_tr, y_tr, x_val, y_val, x_te, y_te = x_tr[:512], y_tr[:512], x_val[:256], y_val[:256], x_te[:256], y_te[:256]
-        e1, sched, a, batch = (epochs if epochs is not None else 1), (sched[:2] if schedule is None else sched), \
-            (arch or "tiny"), 64
-        sched = tuple((g, min(e, 1), lr) for g, e, lr in sched) if schedule is None else sched
-    shape = tuple(ds.x_train.shape[1:])
+        e1 = epochs if epochs is not None else 1
+        a, batch = arch or "tiny", 64
+        if schedule is None:
+            sched = tuple((g, min(e, 1), lr) for g, e, lr in sched[:2])
+    shape = tuple(split.x_tr.shape[1:])
     say = console.print if console is not None else print
     verbose = 0 if quick else 2
     t0 = time.time()
@@ -234,71 +331,25 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     def backbone_fn(name: str) -> Any:
         return build_backbone(a, shape, name=name)
 
-    aug = augmenter(recipe.aug, seed)
-    dual, orig, augb = build_dual(backbone_fn, aug)
-    say(f"stage 1: dual-input-output model ({a}, 2 x {orig.count_params():,} params), {e1} epochs")
-    steps = max(1, int(np.ceil(len(x_tr) / batch)))
-    sched_lr = keras.optimizers.schedules.CosineDecay(recipe.lr, decay_steps=max(1, e1 * steps), alpha=0.02)
-    dual.compile(optimizer=keras.optimizers.Adam(sched_lr), loss=["sparse_categorical_crossentropy"] * 2,
-                 metrics=[["accuracy"], ["accuracy"]])
-    callbacks = [] if quick else [keras.callbacks.BackupAndRestore(str(out.with_suffix(".stage1-backup")))]
-    h1 = dual.fit([x_tr, x_tr], [y_tr, y_tr], batch_size=batch, epochs=e1, callbacks=callbacks,
-                  validation_data=([x_val, x_val], [y_val, y_val]), verbose=verbose, shuffle=True)
+    say(f"stage 1: dual-input-output model ({a}, 2 x {backbone_fn('probe').count_params():,} params), {e1} epochs")
+    orig, augb, h1 = stage1(split, backbone_fn, recipe, e1, batch, seed, verbose,
+                            None if quick else out.with_suffix(".stage1-backup"))
     t1 = time.time()
-
-    candidates = {}
-    for s in ("average", "augmented", "original"):
-        m = _unify(orig, augb, s, backbone_fn)
-        _compile(m, 1e-3)
-        candidates[s] = float(m.evaluate(x_val, y_val, verbose=0, batch_size=512)[1])
-    chosen = max(candidates, key=candidates.get) if unify == "best" else unify
+    model, chosen, candidates = select_unified(orig, augb, unify, backbone_fn, split)
     say("unification (validation accuracy): " + ", ".join(f"{k} {v:.4f}" for k, v in candidates.items())
         + f" -> {chosen}")
-    model = _unify(orig, augb, chosen, backbone_fn)
-
-    groups = layer_groups(model)
-    plan = unfreeze_plan(len(groups), sched)
-    _compile(model, 1e-4)
-    best_val = float(model.evaluate(x_val, y_val, verbose=0, batch_size=512)[1])
-    best_weights, best_step = model.get_weights(), 0
-    h2: list[dict[str, Any]] = []
-    for step, ((_more, ep, lr), trainable) in enumerate(zip(sched, plan, strict=True)):
-        for grp, flag in zip(groups, trainable, strict=True):
-            for layer in grp:
-                layer.trainable = flag
-        names = [grp[0].name.split("_")[0] for grp, f in zip(groups, trainable, strict=True) if f]
-        say(f"stage 2 step {step + 1}/{len(sched)}: trainable groups {names}, {ep} epochs at lr {lr:g}")
-        _compile(model, lr)
-        if ep:
-            h = model.fit(x_tr, y_tr, batch_size=batch, epochs=ep, validation_data=(x_val, y_val), verbose=verbose)
-            h2.append({"step": step + 1, "trainable": names, "lr": lr, **_hist(h)})
-            val = float(h.history["val_accuracy"][-1])
-            if val > best_val:
-                best_val, best_weights, best_step = val, model.get_weights(), step + 1
-    # keep the best state seen on the validation split (step 0 = the unified model before stage 2)
-    model.set_weights(best_weights)
-    say(f"stage 2: keeping the weights after step {best_step} (validation accuracy {best_val:.4f})")
-    for layer in model.layers:
-        layer.trainable = True
+    h2, best_step, best_val = stage2(model, split, sched, batch, verbose, say)
     t2 = time.time()
-    _compile(model, 1e-3)
-    test_acc = float(model.evaluate(x_te, y_te, verbose=0, batch_size=512)[1])
-    stage1_test = {}
-    for s in ("average", "augmented", "original"):
-        m = _unify(orig, augb, s, backbone_fn)
-        _compile(m, 1e-3)
-        stage1_test[s] = float(m.evaluate(x_te, y_te, verbose=0, batch_size=512)[1])
+    test_acc = evaluate(model, split.x_te, split.y_te)
+    stage1_test = {s: evaluate(unify_branches(orig, augb, s, backbone_fn), split.x_te, split.y_te)
+                   for s in ("average", "augmented", "original")}
     model.save(out)
     card = _model_card(dataset, out, model, a, seed, quick, chosen, candidates, stage1_test, test_acc,
-                       _hist(h1), h2, {"stage1_s": round(t1 - t0, 1), "stage2_s": round(t2 - t1, 1),
-                                       "total_s": round(time.time() - t0, 1)}, x_tr, x_te, y_te, sched, e1,
-                       {"stage2_kept_step": best_step, "stage2_val_accuracy": best_val})
+                       h1, h2, {"stage1_s": round(t1 - t0, 1), "stage2_s": round(t2 - t1, 1),
+                                "total_s": round(time.time() - t0, 1)}, split.x_tr, split.x_te, split.y_te,
+                       sched, e1, {"stage2_kept_step": best_step, "stage2_val_accuracy": best_val})
     say(f"saved {out}: float test accuracy {test_acc:.4f}, int8 (generated C) {card['int8_test_accuracy']:.4f}")
     return card
-
-
-def _unify(orig: Any, augb: Any, strategy: str, backbone_fn: Any) -> Any:
-    return unify(orig, augb, strategy, backbone_fn)
 
 
 def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick: bool, chosen: str,

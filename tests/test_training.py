@@ -43,7 +43,7 @@ def test_unification(strategy):  # noqa: ANN001
     assert all(np.array_equal(a, b) for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True))
     rng = np.random.default_rng(0)
     augb.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in augb.get_weights()])
-    u = training.unify(orig, augb, strategy, fn)
+    u = training.unify_branches(orig, augb, strategy, fn)
     x = rng.uniform(0, 255, (8, 28, 28, 1)).astype(np.float32)
     if strategy == "average":
         expect = [(a + b) / 2 for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True)]
@@ -97,3 +97,18 @@ def test_missing_dataset_file_is_named(tmp_path, monkeypatch):  # noqa: ANN001
 def test_unknown_dataset():
     with pytest.raises(LwcnnError, match="unknown dataset 'svhn'"):
         datasets.check_name("svhn")
+
+
+@needs_data
+def test_ablation_script_quick(tmp_path):  # noqa: ANN001
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "ablation.py"), "--dataset", "mnist", "--epochs", "2",
+                        "--stage2-epochs", "1", "--quick", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "ablation-mnist-quick.json").read_text())
+    assert [row["variant"] for row in res["rows"]] == ["plain", "plain+aug", "stage 1 only", "stages 1 + 2"]
+    assert "| stages 1 + 2 |" in (tmp_path / "ablation-mnist-quick.md").read_text()
