@@ -36,13 +36,15 @@ test: setup lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The main job: the shipped MNIST model compiled to C, verified bit for bit against TFLite Micro on
-# the test set, then built for the emulated Cortex-M4 board, booted, and compared with the host.
+# the test set, then built for the emulated Cortex-M4 board, booted, compared with the host, and
+# benchmarked over its serial port.
 demo: setup
 	$(BIN)/lwcnn-mcu models
 	$(BIN)/lwcnn-mcu compile mnist -o out/mnist_c
 	$(BIN)/lwcnn-mcu verify mnist --dataset mnist --samples 10000
 	$(BIN)/lwcnn-mcu build --board nucleo -o build/nucleo_f401re
 	$(BIN)/lwcnn-mcu selftest --board qemu-m4
+	$(BIN)/lwcnn-mcu bench --board qemu-m4 --samples 1000 --layers --plot out/bench-qemu-m4.png
 
 clean:
 	rm -rf out build .pytest_cache
