@@ -52,7 +52,7 @@ uint32_t board_cycles(void)
 void board_ticks_restart(void)
 {
     SYST_CVR = 0u; /* any write clears the count; it reloads at the next tick */
-    while (SYST_CVR == 0u) {
+    for (uint32_t i = 0; i < 1000u && SYST_CVR == 0u; ++i) { /* bounded: never hang on an odd timer */
     }
     /* the count now starts at a tick boundary; drop a wrap the write may have pended */
     *(volatile uint32_t *)0xE000ED04u = (1u << 25); /* ICSR.PENDSTCLR */

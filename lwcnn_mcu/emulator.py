@@ -59,8 +59,9 @@ _RESULT = re.compile(r"^RESULT (\d+) ([0-9a-f]+) cycles=(\d+) ticks=(\d+)$")
 
 def run_selftest(board: boards.Board, elf: Path, timeout: float = 120.0) -> SelfTest:
     """Boot the image, read its banner and RESULT lines until DONE, then stop QEMU."""
+    # binary: after DONE the firmware starts talking the (binary) benchmark protocol
     proc = subprocess.Popen(command(board, elf, "stdio"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.DEVNULL)
     lines: list[str] = []
     try:
         import threading
@@ -69,8 +70,8 @@ def run_selftest(board: boards.Board, elf: Path, timeout: float = 120.0) -> Self
 
         def reader() -> None:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line.rstrip("\r\n"))
+            for raw in proc.stdout:
+                lines.append(raw.decode("ascii", errors="replace").rstrip("\r\n"))
                 if lines[-1] in ("DONE", "LWCNN FAULT"):
                     break
             done.set()
