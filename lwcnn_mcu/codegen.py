@@ -75,7 +75,7 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
     """Arrays an op reads from flash: weights, bias, per-channel multipliers and shifts."""
     names: dict[str, str] = {}
     arrays: list[CArray] = []
-    if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected):
+    if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected | ir.ConvPool):
         w = g.t(op.inputs[1])
         names["weights"] = f"lw_w{k}"
         arrays.append(CArray(f"lw_w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),

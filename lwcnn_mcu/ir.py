@@ -241,6 +241,35 @@ class AvgPool2D(MaxPool2D):
 
 
 @dataclass(frozen=True)
+class ConvPool(Op):
+    """A CONV_2D whose only consumer is a MAX_POOL_2D or AVERAGE_POOL_2D, fused (made by the
+    ``fuse_pooling`` pass): each pooled output is computed straight from the convolution outputs
+    in its window, so the full-size convolution output never exists in RAM. Bit-exact: pooling
+    sees exactly the requantized, clamped int8 values the separate ops would have produced."""
+
+    conv: Conv2D | None = None
+    pool: MaxPool2D | None = None
+
+    kind: ClassVar[str] = "convpool"
+    C_PARAMS: ClassVar[tuple[str, ...]] = Conv2D.C_PARAMS + (
+        "pool_avg", "pool_h", "pool_w", "pool_stride_h", "pool_stride_w", "pool_pad_top", "pool_pad_left",
+        "pool_out_h", "pool_out_w", "pool_act_min", "pool_act_max")
+
+    def lower(self, g: Graph) -> Op:
+        assert self.conv is not None and self.pool is not None
+        c, p = dict(self.conv.lowered), self.pool.lowered
+        c.update(pool_avg=1 if isinstance(self.pool, AvgPool2D) else 0, pool_h=p["k_h"], pool_w=p["k_w"],
+                 pool_stride_h=p["stride_h"], pool_stride_w=p["stride_w"], pool_pad_top=p["pad_top"],
+                 pool_pad_left=p["pad_left"], pool_out_h=p["out_h"], pool_out_w=p["out_w"],
+                 pool_act_min=p["act_min"], pool_act_max=p["act_max"])
+        return dataclasses.replace(self, lowered=c)
+
+    def macs(self, g: Graph) -> int:
+        lw = self.lowered
+        return lw["out_h"] * lw["out_w"] * lw["out_c"] * lw["k_h"] * lw["k_w"] * lw["in_c"]
+
+
+@dataclass(frozen=True)
 class Mean(Op):
     """MEAN over H and W of a 4-D tensor (GlobalAveragePooling2D)."""
 
@@ -445,7 +474,7 @@ class Relu(Requantize):
 
 
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
-OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, Mean,
+OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
                                     ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
 KERNEL_KINDS: tuple[str, ...] = tuple(dict.fromkeys(c.kind for c in OP_CLASSES))
 

@@ -72,13 +72,39 @@ def fuse_activations(g: ir.Graph) -> ir.Graph:
     return g.replace(ops=tuple(ops))
 
 
+def fuse_pooling(g: ir.Graph) -> ir.Graph:
+    """Fuse a CONV_2D into the MAX/AVERAGE_POOL_2D that is its only consumer (see ir.ConvPool).
+
+    The pool's padding may be anything; pooled windows skip conv positions outside the conv
+    output, exactly as the separate pool skips padded input taps.
+    """
+    ops = list(g.ops)
+    k = 0
+    while k < len(ops):
+        pool = ops[k]
+        if isinstance(pool, ir.MaxPool2D):  # AvgPool2D too (subclass)
+            src = pool.inputs[0]
+            prod = next((j for j, o in enumerate(ops) if src in o.outputs), None)
+            users = [o for o in ops if src in o.inputs]
+            if (prod is not None and type(ops[prod]) is ir.Conv2D and len(users) == 1 and src not in g.outputs
+                    and len(g.t(src).shape) == 4):
+                conv = ops[prod]
+                fused = ir.ConvPool(f"{conv.name} + {pool.name}", conv.inputs, pool.outputs, conv=conv, pool=pool,
+                                    opcode=f"{conv.opcode}+{pool.opcode}")
+                ops[prod] = fused.lower(g)
+                del ops[k]
+                continue
+        k += 1
+    return g.replace(ops=tuple(ops))
+
+
 def prune_tensors(g: ir.Graph) -> ir.Graph:
     """Keep only the tensors that some op or the graph's interface still uses."""
     used = {i for op in g.ops for i in op.inputs + op.outputs if i >= 0} | set(g.inputs) | set(g.outputs)
     return g.replace(tensors=tuple(t for t in g.tensors if t.id in used))
 
 
-PIPELINE: tuple[Pass, ...] = (lower_ops, fuse_activations, drop_identity_reshapes, prune_tensors)
+PIPELINE: tuple[Pass, ...] = (lower_ops, fuse_activations, fuse_pooling, drop_identity_reshapes, prune_tensors)
 
 
 def run_pipeline(g: ir.Graph, pipeline: tuple[Pass, ...] = PIPELINE) -> ir.Graph:
