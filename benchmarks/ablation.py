@@ -77,7 +77,8 @@ def main() -> None:
     t0 = time.time()
     orig, augb, _ = training.stage1(split, backbone_fn, recipe, e - e2, batch, args.seed, verbose)
     model, chosen, cand = training.select_unified(orig, augb, "best", backbone_fn, split)
-    _, kept, _ = training.stage2(model, split, sched, batch, verbose, print)
+    _, kept, _ = training.stage2(model, split, sched, batch, verbose, print,
+                                 training.augmenter(recipe.aug, args.seed + 10) if recipe.stage2_augment else None)
     record("stages 1 + 2", model, t0, f"{e - e2} + {e2} epochs; unified: {chosen}; stage 2 kept step {kept}")
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -42,11 +42,12 @@ class Recipe:
     lr: float
     schedule: tuple[tuple[int, int, float], ...]  # (groups to unfreeze, epochs, learning rate)
     aug: tuple[float, float, float, float]  # rotation (fraction of 2pi), zoom, translation, brightness
+    stage2_augment: bool = True  # fine-tune on (mildly) augmented images
 
 
 RECIPES: dict[str, Recipe] = {
-    "mnist": Recipe("lw14k", 20, 128, 2e-3, ((1, 2, 2e-4), (1, 2, 1e-4), (1, 2, 6e-5), (1, 2, 4e-5), (1, 2, 2e-5)),
-                    (0.04, 0.1, 0.1, 0.1)),
+    "mnist": Recipe("lw14k", 30, 128, 2e-3, ((1, 2, 3e-4), (1, 2, 2e-4), (1, 2, 1e-4), (1, 2, 5e-5), (1, 2, 2e-5)),
+                    (0.02, 0.05, 0.08, 0.05)),
     "fashion_mnist": Recipe("lw14k", 30, 128, 2e-3, ((1, 2, 2e-4), (1, 2, 1e-4), (1, 2, 6e-5), (1, 2, 4e-5),
                                                       (1, 2, 2e-5)), (0.02, 0.08, 0.08, 0.1)),
     "cifar10": Recipe("lwds20k", 40, 64, 3e-3, ((1, 2, 2e-4), (1, 2, 1e-4), (1, 2, 8e-5), (1, 2, 6e-5), (1, 2, 4e-5),
@@ -105,7 +106,7 @@ def build_backbone(arch: str, input_shape: tuple[int, ...], classes: int = 10, n
         raise LwcnnError(f"unknown architecture '{arch}'")
     if arch != "lw14k":
         x = L.GlobalAveragePooling2D(name="head_gap")(x)
-    x = L.Dropout(0.1, name="head_drop")(x)
+    x = L.Dropout(0.2 if arch == "lw14k" else 0.1, name="head_drop")(x)
     out = L.Dense(classes, activation="softmax", name="head_fc")(x)
     return keras.Model(inp, out, name=name)
 
@@ -257,8 +258,11 @@ def select_unified(orig: Any, augb: Any, strategy: str, backbone_fn: Any,
 
 
 def stage2(model: Any, split: Split, sched: tuple[tuple[int, int, float], ...], batch: int, verbose: int,
-           say: Any) -> tuple[list[dict[str, Any]], int, float]:
-    """Progressive unfreezing; keeps the weights of the best validation step (0 = unchanged)."""
+           say: Any, augment: Any = None) -> tuple[list[dict[str, Any]], int, float]:
+    """Progressive unfreezing; keeps the weights of the best validation step (0 = unchanged).
+    With ``augment`` (an augmentation model), fine-tuning sees augmented images."""
+    keras = _keras()
+    net = keras.Sequential([keras.Input(model.inputs[0].shape[1:]), augment, model]) if augment is not None else model
     groups = layer_groups(model)
     plan = unfreeze_plan(len(groups), sched)
     best_val = evaluate(model, split.x_val, split.y_val)
@@ -270,9 +274,9 @@ def stage2(model: Any, split: Split, sched: tuple[tuple[int, int, float], ...], 
                 layer.trainable = flag
         names = [grp[0].name.split("_")[0] for grp, f in zip(groups, trainable, strict=True) if f]
         say(f"stage 2 step {step + 1}/{len(sched)}: trainable groups {names}, {ep} epochs at lr {lr:g}")
-        _compile(model, lr)
+        _compile(net, lr)
         if ep:
-            h = model.fit(split.x_tr, split.y_tr, batch_size=batch, epochs=ep,
+            h = net.fit(split.x_tr, split.y_tr, batch_size=batch, epochs=ep,
                           validation_data=(split.x_val, split.y_val), verbose=verbose)
             h2.append({"step": step + 1, "trainable": names, "lr": lr, **_hist(h)})
             val = float(h.history["val_accuracy"][-1])
@@ -338,7 +342,8 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     model, chosen, candidates = select_unified(orig, augb, unify, backbone_fn, split)
     say("unification (validation accuracy): " + ", ".join(f"{k} {v:.4f}" for k, v in candidates.items())
         + f" -> {chosen}")
-    h2, best_step, best_val = stage2(model, split, sched, batch, verbose, say)
+    h2, best_step, best_val = stage2(model, split, sched, batch, verbose, say,
+                                     augmenter(recipe.aug, seed + 10) if recipe.stage2_augment else None)
     t2 = time.time()
     test_acc = evaluate(model, split.x_te, split.y_te)
     stage1_test = {s: evaluate(unify_branches(orig, augb, s, backbone_fn), split.x_te, split.y_te)

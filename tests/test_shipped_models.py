@@ -1,0 +1,43 @@
+"""The models shipped in the package: they load, fit their parameter budget, and the generated C
+reproduces, on the full test set, the int8 accuracy their model card claims."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lwcnn_mcu import compiler, datasets, hostrun, models, reference, training
+
+SHIPPED = [n for n in models.SHIPPED if models.shipped_path(n).is_file()]
+HAVE_DATA = bool(os.environ.get("LWCNN_DATASETS"))
+
+
+def test_at_least_mnist_is_shipped():
+    assert "mnist" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_budget_and_card(name):  # noqa: ANN001
+    from lwcnn_mcu.frontend import keras_model
+
+    m = keras_model.load_keras(models.shipped_path(name))
+    assert m.count_params() <= training.PARAM_BUDGET[name]
+    card = models.card(name)
+    assert card["dataset"] == name and card["params"] == m.count_params()
+    assert models.shipped_path(name).with_suffix(".png").is_file()
+    assert models.shipped_path(name).with_suffix(".md").read_text().startswith("# Model card")
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_int8_accuracy_as_carded(name):  # noqa: ANN001
+    c = compiler.compile_model(name)
+    ds = datasets.load(name)
+    xq = reference.quantize_input(ds.x_test, c.graph.input.scale, c.graph.input.zero_point)
+    acc = float(np.mean(np.argmax(hostrun.build_host(c.gen.files).run(xq), 1) == ds.y_test))
+    card = json.loads(models.shipped_path(name).with_suffix(".json").read_text())
+    assert abs(acc - card["int8_test_accuracy"]) <= 0.0005, (acc, card["int8_test_accuracy"])
+    assert acc >= card["float_test_accuracy"] - 0.003  # quantization costs at most 0.3 points
