@@ -364,8 +364,9 @@ def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick
                 extra: dict[str, Any]) -> dict[str, Any]:
     from lwcnn_mcu import compiler, hostrun, reference
 
-    c = compiler.compile_model(str(out), calib=x_tr[np.random.default_rng(seed).choice(len(x_tr), min(500, len(x_tr)),
-                                                                                        replace=False)])
+    # the same calibration `lwcnn-mcu compile MODEL --dataset D` uses, so the card matches what users get
+    c = compiler.compile_model(str(out), dataset=dataset) if not quick else compiler.compile_model(
+        str(out), calib=x_tr[np.random.default_rng(seed).choice(len(x_tr), min(500, len(x_tr)), replace=False)])
     host = hostrun.build_host(c.gen.files)
     xq = reference.quantize_input(x_te, c.graph.input.scale, c.graph.input.zero_point)
     int8_acc = float(np.mean(np.argmax(host.run(xq), 1) == y_te))
