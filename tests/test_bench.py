@@ -161,3 +161,23 @@ def test_bench_wrong_port_is_clear(model, capsys):  # noqa: ANN001
     assert_clean_error(code, err, "/dev/nonexistent-tty")
 
 
+
+
+def test_device_reset_is_detected_and_run_resumes(model, tmp_path, monkeypatch):  # noqa: ANN001
+    """A RESET request reboots the emulated board mid-run: the host sees READY, counts the reset,
+    checks the model again and resumes with the same input."""
+    monkeypatch.chdir(tmp_path)
+    original = bench.Device.infer
+    calls = {"n": 0}
+
+    def infer_with_reset(self, x):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 5:  # reset the device before the 5th input
+            self.port.write(bench.protocol.encode(bench.protocol.MSG["RESET"], 0xEE))
+        return original(self, x)
+
+    monkeypatch.setattr(bench.Device, "infer", infer_with_reset)
+    r = bench.run_bench(board="qemu-m4", port=None, model=model, dataset="mnist", data=None, labels=None,
+                        samples=10, layers=False)
+    assert r["transport"]["device_resets"] == 1
+    assert r["agree_with_host"] == r["samples"] == 10
