@@ -87,6 +87,13 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
                                  f"{op.name}: bias"))
         else:
             names["bias"] = "NULL"
+        if not isinstance(op, ir.DepthwiseConv2D):
+            # bias + in_offset * sum(weights of the channel): lets kernels skip the offset inside the input
+            wsum = w.data.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)
+            b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
+            folded = (b + int(op.lowered["in_offset"]) * wsum).tolist()
+            names["bias_folded"] = f"lw_bf{k}"
+            arrays.append(CArray(f"lw_bf{k}", "int32_t", folded, f"{op.name}: bias with the input offset folded in"))
         names["mult"], names["shift"] = f"lw_m{k}", f"lw_s{k}"
         arrays.append(CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"))
         arrays.append(CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))

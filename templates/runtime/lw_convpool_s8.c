@@ -8,17 +8,31 @@
  *              pooling window, stride, padding, output size and clamp (pool_avg: 0 max, 1 average)
  * input  [in]  NHWC, in_h x in_w x in_c
  * filter [in]  OHWI, out_c x k_h x k_w x in_c; bias [in] out_c int32 or NULL
+ * bias_folded [in] out_c values: bias + in_offset * sum of the channel's weights
  * mult   [in]  out_c multipliers; shift [in] out_c shifts
  * output [out] NHWC, pool_out_h x pool_out_w x out_c
  */
 #include "lw_kernels.h"
 
 static int32_t conv_at(const lw_convpool_params_t *p, const int8_t *input, const int8_t *filter,
-                       const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t oy, int32_t ox,
-                       int32_t oc)
+                       const int32_t *bias, const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                       int32_t oy, int32_t ox, int32_t oc)
 {
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
     const int32_t ix0 = ox * p->stride_w - p->pad_left;
+    if (iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h && ix0 >= 0 && ix0 + (p->k_w - 1) * p->dil_w < p->in_w &&
+        p->dil_w == 1) {
+        /* inside the input: the input offset is folded into bias_folded */
+        const int32_t row = p->k_w * p->in_c;
+        const int8_t *x0 = input + (iy0 * p->in_w + ix0) * p->in_c;
+        const int8_t *w = filter + oc * p->k_h * row;
+        int32_t acc = bias_folded[oc];
+        for (int32_t ky = 0; ky < p->k_h; ++ky) {
+            acc += lw_dot_s8(x0 + ky * p->dil_h * p->in_w * p->in_c, w + ky * row, row);
+        }
+        acc = lw_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
+        return LW_CLAMP(acc, p->act_min, p->act_max);
+    }
     int32_t acc = 0;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + p->dil_h * ky;
@@ -45,7 +59,8 @@ static int32_t conv_at(const lw_convpool_params_t *p, const int8_t *input, const
 }
 
 void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const int8_t *filter,
-                    const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *output)
+                    const int32_t *bias, const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                    int8_t *output)
 {
     for (int32_t py = 0; py < p->pool_out_h; ++py) {
         const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
@@ -60,7 +75,7 @@ void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const in
                 int32_t v = p->pool_avg ? 0 : -128;
                 for (int32_t cy = y0; cy < y1; ++cy) {
                     for (int32_t cx = x0; cx < x1; ++cx) {
-                        const int32_t c = conv_at(p, input, filter, bias, mult, shift, cy, cx, oc);
+                        const int32_t c = conv_at(p, input, filter, bias, bias_folded, mult, shift, cy, cx, oc);
                         v = p->pool_avg ? v + c : LW_MAX(v, c);
                     }
                 }
