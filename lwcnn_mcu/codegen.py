@@ -78,9 +78,15 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
     if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected | ir.ConvPool):
         w = g.t(op.inputs[1])
         names["weights"] = f"lw_w{k}"
-        arrays.append(CArray(f"lw_w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
-                             f"{op.name}: weights {list(w.shape)}"))
-        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        wdata = w.data.astype(np.int64)
+        layout = f"weights {list(w.shape)}"
+        if isinstance(op, ir.Conv2D | ir.ConvPool):  # rows of patch_len, zero-padded
+            rows = wdata.reshape(w.shape[0], -1)
+            wdata = np.zeros((w.shape[0], int(op.lowered["patch_len"])), np.int64)
+            wdata[:, :rows.shape[1]] = rows
+            layout += f" as {w.shape[0]} rows of {op.lowered['patch_len']}"
+        arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
+        if isinstance(op, ir.DepthwiseConv2D) and len(op.inputs) > 2 and op.inputs[2] >= 0:
             b = g.t(op.inputs[2])
             names["bias"] = f"lw_b{k}"
             arrays.append(CArray(f"lw_b{k}", "int32_t", b.data.astype(np.int64).ravel().tolist(),
@@ -118,6 +124,8 @@ def generate(g: ir.Graph, plan: MemoryPlan) -> Generated:
         arrays += arrs
         y = op.outputs[0]
         out_expr = plan.expr(y)
+        if k in plan.scratch:
+            consts["scratch"] = f"(LW_ARENA + {plan.scratch[k]})"
         if isinstance(op, ir.Reshape) and k not in plan.copies:
             code = "/* reshape: same bytes, nothing to do */"
         else:

@@ -89,6 +89,10 @@ class Op:
         """Multiply-accumulates (convolutions and dense layers only, as MLPerf Tiny counts them)."""
         return 0
 
+    def scratch_bytes(self) -> int:
+        """RAM the kernel needs while it runs (planned in the arena like a tensor)."""
+        return 0
+
     def params(self, g: Graph) -> int:
         return sum(g.t(i).size for i in self.inputs[1:] if i >= 0 and g.t(i).is_const)
 
@@ -142,14 +146,17 @@ class Conv2D(Op):
     kind: ClassVar[str] = "conv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
-                                                          "act_min", "act_max")
+                                                          "act_min", "act_max", "patch_len")
 
     def lower(self, g: Graph) -> Op:
+        """patch_len: the k_h x k_w x in_c window rounded up to 4 bytes; weights are stored as
+        out_c rows of patch_len (zero-padded) and each output gathers its window into a patch."""
         x, y = self._io(g)
         w = g.t(self.inputs[1])
-        oc, kh, kw, _ = w.shape
+        oc, kh, kw, ic = w.shape
         lw = _window_lowering(g, self, kh, kw, *self.dilation)
         mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, oc)
+        lw.update(patch_len=(kh * kw * ic + 3) // 4 * 4)
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], in_offset=-x.zero_point,
                   out_offset=y.zero_point, mult=mults, shift=shifts, **_act(g, self.outputs[0], self.activation))
         return dataclasses.replace(self, lowered=lw)
@@ -158,6 +165,9 @@ class Conv2D(Op):
         w = g.t(self.inputs[1])
         oh, ow, oc = g.t(self.outputs[0]).nhwc
         return oh * ow * oc * w.shape[1] * w.shape[2] * w.shape[3]
+
+    def scratch_bytes(self) -> int:
+        return int(self.lowered["patch_len"])
 
 
 @dataclass(frozen=True)
@@ -267,6 +277,11 @@ class ConvPool(Op):
     def macs(self, g: Graph) -> int:
         lw = self.lowered
         return lw["out_h"] * lw["out_w"] * lw["out_c"] * lw["k_h"] * lw["k_w"] * lw["in_c"]
+
+    def scratch_bytes(self) -> int:
+        """The patch, then (average pooling) one int32 sum per output channel."""
+        lw = self.lowered
+        return int(lw["patch_len"]) + (4 * int(lw["out_c"]) if lw["pool_avg"] else 0)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ Algorithm
    first); we try the few in ``ORDERS`` (largest first, first written first, largest
    size x lifetime first, longest-lived first) and keep the smallest arena. Still a heuristic:
    the problem is NP-hard and no order is optimal on every graph.
-4. ``arena_bytes`` is the highest end offset: the exact size of the C arena. No per-tensor
-   bookkeeping is stored in RAM; kernels need no scratch buffers.
+   A kernel's scratch buffer (``Op.scratch_bytes``: the convolution's gathered patch) is placed
+   the same way, as a buffer that lives during its op only.
+4. ``arena_bytes`` is the highest end offset: the exact size of the C arena, scratch included. No
+   per-tensor bookkeeping is stored in RAM.
 
 Limits: ops keep their graph order (no reordering to lower the peak); a tensor is never split
 across two address ranges; alignment is 4 bytes for every buffer.
@@ -45,6 +47,7 @@ class MemoryPlan:
     arena_bytes: int
     copies: frozenset[int]  # indices of RESHAPE ops that must copy (all others are free)
     lifetimes: dict[int, tuple[int, int]]
+    scratch: dict[int, int]  # op index -> arena offset of its scratch buffer
 
     def expr(self, tid: int) -> str:
         """C expression of a tensor's first byte."""
@@ -164,6 +167,9 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
             size = max(g.t(m).nbytes for m in members)
             arena_groups.append((root, members, size, group_life(root)))
 
+    for k, op in enumerate(g.ops):  # kernel scratch: a buffer that lives during its op only
+        if op.scratch_bytes():
+            arena_groups.append((-1000 - k, [], _align(op.scratch_bytes()), (k, k)))
     best: tuple[int, dict[int, int]] | None = None
     for order in ORDERS:
         arena, offsets = _place(sorted(arena_groups, key=order))
@@ -172,4 +178,5 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
     arena, offsets = best if best is not None else (0, {})
     for root, members, _size, _life in arena_groups:
         placements.update({m: Placement("arena", offsets[root]) for m in members})
-    return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life)
+    scratch = {-1000 - root: offsets[root] for root, _m, _s, _l in arena_groups if root <= -1000}
+    return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life, scratch)

@@ -51,3 +51,24 @@ def test_softmax_params_match_tflite_formula():
 def test_mean_params_fold_count():
     mult, shift = quant.mean_params(0.02, 0.01, 49)
     assert math.isclose(mult * 2.0 ** (shift - 31), 2.0 / 49, rel_tol=1e-6)
+
+
+def _srdhm_tflite(a: int, b: int) -> int:
+    if a == b == -(2**31):
+        return 2**31 - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    v = ab + nudge
+    q = abs(v) // (1 << 31)  # C division truncates toward zero
+    return q if v >= 0 else -q
+
+
+def test_srdhm_without_division_equals_tflite():
+    """lw_srdhm_pos computes floor((a*m + 2^30) / 2^31); it must equal TFLite's nudge-and-truncate
+    for every a and positive m (the runtime relies on it on every requantization)."""
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.integers(-(2**31), 2**31, 200_000), np.arange(-5000, 5000),
+                        [-(2**31), 2**31 - 1, -(2**30), 2**30, -(2**30) - 1]])
+    m = np.concatenate([rng.integers(1, 2**31, len(a) - 5), [1 << 30, (1 << 31) - 1, 1, 2, 3]])
+    for x, y in zip(a.tolist(), m.tolist(), strict=True):
+        assert (x * y + (1 << 30)) >> 31 == _srdhm_tflite(x, y), (x, y)

@@ -51,12 +51,22 @@ static inline int32_t lw_shl(int32_t x, int32_t s)
     return (int32_t)((uint32_t)x << s);
 }
 
-/* TFLite MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31), double rounding. */
+/* lw_srdhm for a positive multiplier m (m != INT32_MIN, so it cannot saturate). TFLite's
+ * trunc((a*m + nudge) / 2^31), with nudge 2^30 or 1 - 2^30 by sign, equals floor((a*m + 2^30) / 2^31)
+ * in both cases: one multiply-accumulate and a shift, no 64-bit division. */
+static inline int32_t lw_srdhm_pos(int32_t a, int32_t m)
+{
+    const int64_t ab = (int64_t)a * (int64_t)m + ((int64_t)1 << 30);
+    return (int32_t)(ab >> 31);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier: x * multiplier * 2^(shift - 31), double rounding.
+ * multiplier is in [2^30, 2^31) or 0 (as QuantizeMultiplier makes it). */
 static inline int32_t lw_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;
-    return lw_rdbpot(lw_srdhm(lw_shl(x, left), multiplier), right);
+    return lw_rdbpot(lw_srdhm_pos(lw_shl(x, left), multiplier), right);
 }
 
 /* sum of x[i] * w[i] over n int8 pairs. With the DSP extension: four pairs per step, sign-extended
@@ -79,6 +89,36 @@ static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)
         acc += x[i] * w[i];
     }
     return acc;
+}
+
+/* Gather the k_h x k_w x in_c window whose top-left tap is (iy0, ix0) into patch (NHWC order),
+ * taps outside the input set to the input zero point zp (offset-corrected value 0), then zeros up
+ * to patch_len. Rows inside the input are one copy of k_w * in_c contiguous bytes. */
+static inline void lw_gather_s8(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
+                                int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t iy0, int32_t ix0, int8_t zp,
+                                int32_t patch_len, int8_t *patch)
+{
+    int8_t *dst = patch;
+    for (int32_t ky = 0; ky < k_h; ++ky) {
+        const int32_t iy = iy0 + dil_h * ky;
+        if (dil_w == 1 && iy >= 0 && iy < in_h && ix0 >= 0 && ix0 + k_w <= in_w) {
+            memcpy(dst, input + (iy * in_w + ix0) * in_c, (size_t)(k_w * in_c));
+            dst += k_w * in_c;
+            continue;
+        }
+        for (int32_t kx = 0; kx < k_w; ++kx) {
+            const int32_t ix = ix0 + dil_w * kx;
+            if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                memset(dst, zp, (size_t)in_c);
+            } else {
+                memcpy(dst, input + (iy * in_w + ix) * in_c, (size_t)in_c);
+            }
+            dst += in_c;
+        }
+    }
+    while (dst < patch + patch_len) {
+        *dst++ = 0; /* the weight rows are zero there too */
+    }
 }
 
 #endif /* LW_COMMON_H */
