@@ -126,6 +126,8 @@ def generate(g: ir.Graph, plan: MemoryPlan) -> Generated:
         out_expr = plan.expr(y)
         if k in plan.scratch:
             consts["scratch"] = f"(LW_ARENA + {plan.scratch[k]})"
+        elif isinstance(op, ir.Conv2D | ir.ConvPool):
+            consts["scratch"] = "NULL"
         if isinstance(op, ir.Reshape) and k not in plan.copies:
             code = "/* reshape: same bytes, nothing to do */"
         else:

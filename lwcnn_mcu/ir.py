@@ -167,7 +167,10 @@ class Conv2D(Op):
         return oh * ow * oc * w.shape[1] * w.shape[2] * w.shape[3]
 
     def scratch_bytes(self) -> int:
-        return int(self.lowered["patch_len"])
+        lw = self.lowered
+        direct = lw["k_h"] == 1 and lw["k_w"] == 1 and lw["in_c"] == lw["patch_len"] and lw["pad_top"] == 0 \
+            and lw["pad_left"] == 0
+        return 0 if direct else int(lw["patch_len"])  # a 1x1 window of 4k channels is read in place
 
 
 @dataclass(frozen=True)
@@ -279,9 +282,12 @@ class ConvPool(Op):
         return lw["out_h"] * lw["out_w"] * lw["out_c"] * lw["k_h"] * lw["k_w"] * lw["in_c"]
 
     def scratch_bytes(self) -> int:
-        """The patch, then (average pooling) one int32 sum per output channel."""
+        """The patch (none for an unpadded 1x1 window of 4k channels, read in place), then, for
+        average pooling, one int32 sum per output channel."""
         lw = self.lowered
-        return int(lw["patch_len"]) + (4 * int(lw["out_c"]) if lw["pool_avg"] else 0)
+        if lw["pool_avg"]:
+            return int(lw["patch_len"]) + 4 * int(lw["out_c"])
+        return Conv2D.scratch_bytes(self)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

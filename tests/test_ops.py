@@ -34,6 +34,8 @@ CASES = {
     "conv3x3_valid_s2": lambda k, L: _m(k, (11, 10, 2), L.Conv2D(4, 3, strides=2, padding="valid")),
     "conv5x3_same_s2x1": lambda k, L: _m(k, (12, 9, 3), L.Conv2D(6, (5, 3), strides=(2, 1), padding="same")),
     "conv4x4_same_s2_even": lambda k, L: _m(k, (10, 10, 3), L.Conv2D(3, 4, strides=2, padding="same")),
+    "conv1x1_c8_in_place": lambda k, L: _m(k, (5, 6, 8), L.Conv2D(6, 1, strides=2)),
+    "conv1x1_c8_maxpool": lambda k, L: _m(k, (6, 6, 8), L.Conv2D(5, 1), L.MaxPooling2D(2)),
     "conv1x1_relu": lambda k, L: _m(k, (6, 7, 5), L.Conv2D(7, 1, activation="relu")),
     "conv_relu6_c1": lambda k, L: _m(k, (8, 8, 1), L.Conv2D(3, 3, padding="same", activation="relu6")),
     "conv_dilation2": lambda k, L: _m(k, (10, 10, 2), L.Conv2D(4, 3, dilation_rate=2, padding="same")),

@@ -18,7 +18,7 @@ void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const in
                     const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *scratch,
                     int8_t *output)
 {
-    int32_t *sums = (int32_t *)(void *)(scratch + p->patch_len);
+    int32_t *sums = scratch != NULL ? (int32_t *)(void *)(scratch + p->patch_len) : NULL;
     for (int32_t py = 0; py < p->pool_out_h; ++py) {
         const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
         const int32_t y0 = LW_MAX(0, cy0);
@@ -38,12 +38,17 @@ void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const in
             }
             for (int32_t cy = y0; cy < y1; ++cy) {
                 for (int32_t cx = x0; cx < x1; ++cx) {
-                    lw_gather_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w,
-                                 cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
-                                 (int8_t)(-p->in_offset), p->patch_len, scratch);
+                    const int8_t *patch = scratch;
+                    if (p->pool_avg == 0 && scratch == NULL) { /* unpadded 1x1 window: read in place */
+                        patch = input + (cy * p->stride_h * p->in_w + cx * p->stride_w) * p->in_c;
+                    } else {
+                        lw_gather_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w,
+                                     cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
+                                     (int8_t)(-p->in_offset), p->patch_len, scratch);
+                    }
                     const int8_t *w = weights;
                     for (int32_t oc = 0; oc < p->out_c; ++oc, w += p->patch_len) {
-                        int32_t acc = bias_folded[oc] + lw_dot_s8(scratch, w, p->patch_len);
+                        int32_t acc = bias_folded[oc] + lw_dot_s8(patch, w, p->patch_len);
                         acc = lw_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
                         acc = LW_CLAMP(acc, p->act_min, p->act_max);
                         if (p->pool_avg) {
