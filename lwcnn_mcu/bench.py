@@ -208,8 +208,11 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
     emulated = port is None
     if emulated and not bo.runs_here:
         raise LwcnnError(f"board {bo.name} cannot be emulated here; flash it and give --port /dev/ttyACM0")
-    if emulated:
-        built = builder.build(bo.name, model, Path("build") / bo.name, dataset=dataset)
+    if emulated:  # a private build folder: concurrent runs must not share one
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=f"lwcnn-bench-{bo.name}-"))
+        built = builder.build(bo.name, model, tmp / "fw", dataset=dataset)
         c = built.compiled
     else:
         c = compiler.compile_model(model, dataset=dataset)
@@ -257,6 +260,9 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
     finally:
         if emu is not None:
             emu.close()
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
 
     agree = np.all(outs == host_out, axis=1)
     r: dict[str, Any] = {

@@ -246,9 +246,16 @@ def selftest(board: BoardOpt = "qemu-m4",
     console = _out(as_json)
     bo = bd.get(board)
     with console.status(f"building and booting {bo.name} on QEMU {bo.qemu_machine}...", spinner="dots"):
-        b = fw.build(board, model, Path("build") / bo.name, dataset=dataset)
-        st = emulator.run_selftest(bo, b.elf)
-        host = hostrun.build_host(b.compiled.gen.files).run(b.test_inputs)
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=f"lwcnn-selftest-{bo.name}-"))
+        try:
+            b = fw.build(board, model, tmp / "fw", dataset=dataset)
+            st = emulator.run_selftest(bo, b.elf)
+            host = hostrun.build_host(b.compiled.gen.files).run(b.test_inputs)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     same = [bool(np.array_equal(a, h)) for a, h in zip(st.outputs, host, strict=True)]
     ds = dataset or (model if model in datasets.CLASS_NAMES else None)
     names = datasets.CLASS_NAMES.get(ds or "", [])
