@@ -20,6 +20,20 @@ def lower_ops(g: ir.Graph) -> ir.Graph:
     return g.replace(ops=tuple(op.lower(g) for op in g.ops))
 
 
+def fold_constant_reshapes(g: ir.Graph) -> ir.Graph:
+    """A RESHAPE of a constant becomes a constant of the new shape (no op, no RAM)."""
+    tensors = {t.id: t for t in g.tensors}
+    ops = []
+    for op in g.ops:
+        src = tensors.get(op.inputs[0])
+        if isinstance(op, ir.Reshape) and src is not None and src.is_const and op.outputs[0] not in g.outputs:
+            dst = tensors[op.outputs[0]]
+            tensors[dst.id] = dataclasses.replace(dst, data=src.data.reshape(dst.shape), dtype=src.dtype)
+            continue
+        ops.append(op)
+    return g.replace(ops=tuple(ops), tensors=tuple(tensors[t.id] for t in g.tensors))
+
+
 def drop_identity_reshapes(g: ir.Graph) -> ir.Graph:
     """Remove RESHAPEs whose output shape equals their input shape (rewire the consumers)."""
     ops = list(g.ops)
@@ -104,7 +118,8 @@ def prune_tensors(g: ir.Graph) -> ir.Graph:
     return g.replace(tensors=tuple(t for t in g.tensors if t.id in used))
 
 
-PIPELINE: tuple[Pass, ...] = (lower_ops, fuse_activations, fuse_pooling, drop_identity_reshapes, prune_tensors)
+PIPELINE: tuple[Pass, ...] = (fold_constant_reshapes, lower_ops, fuse_activations, fuse_pooling, drop_identity_reshapes,
+                              prune_tensors)
 
 
 def run_pipeline(g: ir.Graph, pipeline: tuple[Pass, ...] = PIPELINE) -> ir.Graph:
