@@ -51,6 +51,13 @@ class Built:
                 "arena_bytes": self.compiled.report["arena_bytes"], "model_sha256": self.compiled.graph.model_hash}
 
 
+def pio_ready() -> bool:
+    """PlatformIO is installed and already has its ststm32 platform (it cannot download it offline)."""
+    pio = shutil.which("pio") or shutil.which("platformio")
+    home = Path(__import__("os").environ.get("PLATFORMIO_CORE_DIR", Path.home() / ".platformio"))
+    return pio is not None and (home / "platforms" / "ststm32").is_dir()
+
+
 def toolchain() -> str:
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
@@ -144,9 +151,11 @@ def elf_sizes(elf: Path, board: boards.Board) -> tuple[int, int]:
 def build(board_name: str, model: str = "mnist", out: Path | None = None, *, dataset: str | None = None,
           calib: str | None = None, builder: str = "auto", n_tests: int = 4, semihosting: bool | None = None) -> Built:
     board = boards.get(board_name)
-    gcc = toolchain() if builder in ("auto", "make") else None
     if builder not in ("auto", "make", "pio"):
         raise LwcnnError(f"unknown builder '{builder}'; choose auto, make or pio")
+    if builder == "auto":
+        builder = "pio" if board.pio_board and pio_ready() else "make"
+    gcc = toolchain() if builder == "make" else None
     c = compiler.compile_model(model, dataset=dataset, calib=calib)
     ds = dataset or compiler.dataset_for(model)
     inputs = test_inputs(c, ds, n_tests)

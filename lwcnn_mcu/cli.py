@@ -210,7 +210,9 @@ def build(board: BoardOpt = "qemu-m4",
                                                    help="project folder (default build/<board>)")] = None,
           dataset: Annotated[str | None, typer.Option(help="calibration/test dataset for a .keras model")] = None,
           calib: Annotated[str | None, typer.Option(help="calibration inputs X.npy for a .keras model")] = None,
-          builder: Annotated[str, typer.Option(help="auto (system arm-none-eabi-gcc), make, or pio")] = "auto",
+          builder: Annotated[str, typer.Option(
+              help="auto (PlatformIO when its ststm32 platform is installed, else make), make (system "
+                   "arm-none-eabi-gcc) or pio")] = "auto",
           as_json: JsonOpt = False) -> None:
     """Build the firmware (ELF and BIN) for a board and report flash and RAM against its limits."""
     from lwcnn_mcu import builder as fw
