@@ -37,7 +37,7 @@ def fold_constant_reshapes(g: ir.Graph) -> ir.Graph:
 def drop_identity_reshapes(g: ir.Graph) -> ir.Graph:
     """Remove RESHAPEs whose output shape equals their input shape (rewire the consumers)."""
     ops = list(g.ops)
-    outputs = list(g.outputs)
+    outputs = set(g.outputs)
     changed = True
     while changed:
         changed = False
@@ -45,13 +45,13 @@ def drop_identity_reshapes(g: ir.Graph) -> ir.Graph:
             if not isinstance(op, ir.Reshape):
                 continue
             src, dst = op.inputs[0], op.outputs[0]
-            if g.t(src).shape != g.t(dst).shape or dst in outputs or src in g.inputs and dst in outputs:
+            if g.t(src).shape != g.t(dst).shape or dst in outputs:
                 continue
             del ops[k]
             ops = [dataclasses.replace(o, inputs=tuple(src if i == dst else i for i in o.inputs)) for o in ops]
             changed = True
             break
-    return g.replace(ops=tuple(ops), outputs=tuple(outputs))
+    return g.replace(ops=tuple(ops))
 
 
 _FUSABLE = (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected, ir.MaxPool2D, ir.AvgPool2D, ir.Add)
