@@ -80,11 +80,10 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
         names["weights"] = f"lw_w{k}"
         wdata = w.data.astype(np.int64)
         layout = f"weights {list(w.shape)}"
-        if isinstance(op, ir.Conv2D | ir.ConvPool):  # rows of patch_len, zero-padded
-            rows = wdata.reshape(w.shape[0], -1)
-            wdata = np.zeros((w.shape[0], int(op.lowered["patch_len"])), np.int64)
-            wdata[:, :rows.shape[1]] = rows
-            layout += f" as {w.shape[0]} rows of {op.lowered['patch_len']}"
+        if isinstance(op, ir.Conv2D | ir.ConvPool):
+            wdata = ir.conv_weight_layout(wdata, int(op.lowered["row4"]))
+            layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "
+                       f"{op.lowered['row4']}), row pairs word-interleaved")
         arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
         if isinstance(op, ir.DepthwiseConv2D) and len(op.inputs) > 2 and op.inputs[2] >= 0:
             b = g.t(op.inputs[2])

@@ -70,13 +70,17 @@ def compiler() -> str:
     return cc
 
 
-def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2") -> HostModel:
-    """Compile the generated sources plus the host harness into an executable (cached by content)."""
+def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2", simd: bool = False) -> HostModel:
+    """Compile the generated sources plus the host harness into an executable (cached by content).
+
+    simd=True builds the kernels' SIMD (Cortex-M DSP) code path with exact C models of SXTB16,
+    SMLAD and SMMULR (-DLW_SIMD_EMULATE), so the host tests check that path too."""
     host = codegen.templates_dir() / "host"
     sources = dict(files)
     sources["lw_host_main.c"] = (host / "lw_host_main.c").read_text()
     sources["lwcnn_hooks.h"] = (host / "lwcnn_hooks.h").read_text()
-    flags = STRICT + [opt, "-DLWCNN_HAVE_HOOKS"] + (SANITIZE + ["-g"] if sanitize else [])
+    flags = STRICT + [opt, "-DLWCNN_HAVE_HOOKS"] + (SANITIZE + ["-g"] if sanitize else []) \
+        + (["-DLW_SIMD_EMULATE"] if simd else [])
     cc = compiler()
     h = hashlib.sha256(repr((sorted(sources.items()), flags, cc)).encode()).hexdigest()[:24]
     d = cache_dir() / h

@@ -134,6 +134,47 @@ def _act(g: Graph, out: int, activation: str) -> dict[str, int]:
     return {"act_min": lo, "act_max": hi}
 
 
+def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
+    """Which requantization the kernels may use (see lw_requant and lw_convpool_s8 in the runtime).
+
+    rq_mono: every shift <= 0, so MultiplyByQuantizedMultiplier is monotonic (no left shift that
+    could wrap): max-pooling may take the max of raw accumulators and requantize once.
+    rq_fast: also every shift <= -1 and |accumulator| < 2^30 for every possible input, bounded
+    from the weights: |bias'| + x_range * sum|w| per channel (x_range 128 when the kernel
+    accumulates raw int8 with the input offset folded into the bias, 255 when it adds the offset
+    to each input)."""
+    lw = op.lowered
+    shifts = list(lw["shift"])
+    w = g.t(op.inputs[1]).data.astype(np.int64)
+    per_channel = w.reshape(w.shape[0], -1) if not isinstance(op, DepthwiseConv2D) else w.reshape(-1, w.shape[-1]).T
+    b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
+    if x_range == 128:
+        b = b + int(lw["in_offset"]) * per_channel.sum(axis=1)
+    bound = int((np.abs(b) + x_range * np.abs(per_channel).sum(axis=1)).max())
+    return {"rq_mono": int(all(s <= 0 for s in shifts)),
+            "rq_fast": int(all(s <= -1 for s in shifts) and bound < (1 << 30))}
+
+
+def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:
+    """Flash layout of CONV_2D weights (OHWI int8) for lw_conv_s8 / lw_convpool_s8: each kernel
+    row (k_w * in_c values) zero-padded to row4 bytes, so a patch row is whole 4-byte words; then
+    rows of consecutive output channels paired and interleaved a word at a time (the 2x2 register
+    tile reads one word of each with one pointer); an odd last row stays plain. Returns a flat
+    int array of out_c * k_h * row4 values."""
+    oc, kh, kw, ic = w.shape
+    rows = np.zeros((oc, kh, row4), np.int64)
+    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic)
+    rows = rows.reshape(oc, -1)
+    n = rows.shape[1]
+    out = []
+    for j in range(0, oc - 1, 2):
+        pair = np.stack([rows[j].reshape(n // 4, 4), rows[j + 1].reshape(n // 4, 4)], axis=1)
+        out.append(pair.ravel())
+    if oc % 2:
+        out.append(rows[-1])
+    return np.concatenate(out)
+
+
 @dataclass(frozen=True)
 class Conv2D(Op):
     """CONV_2D: inputs (x, filter OHWI, bias int32 | -1)."""
@@ -146,31 +187,39 @@ class Conv2D(Op):
     kind: ClassVar[str] = "conv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
-                                                          "act_min", "act_max", "patch_len")
+                                                          "act_min", "act_max", "row4", "patch_len", "rq_fast",
+                                                          "rq_mono")
 
     def lower(self, g: Graph) -> Op:
-        """patch_len: the k_h x k_w x in_c window rounded up to 4 bytes; weights are stored as
-        out_c rows of patch_len (zero-padded) and each output gathers its window into a patch."""
+        """row4: one kernel row (k_w x in_c) rounded up to 4 bytes; patch_len = k_h * row4. Weights
+        are stored as conv_weight_layout says and each output pixel gathers its window into a patch
+        of that shape."""
         x, y = self._io(g)
         w = g.t(self.inputs[1])
         oc, kh, kw, ic = w.shape
         lw = _window_lowering(g, self, kh, kw, *self.dilation)
         mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, oc)
-        lw.update(patch_len=(kh * kw * ic + 3) // 4 * 4)
+        row4 = (kw * ic + 3) // 4 * 4
+        lw.update(row4=row4, patch_len=kh * row4)
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], in_offset=-x.zero_point,
                   out_offset=y.zero_point, mult=mults, shift=shifts, **_act(g, self.outputs[0], self.activation))
-        return dataclasses.replace(self, lowered=lw)
+        op = dataclasses.replace(self, lowered=lw)
+        return dataclasses.replace(op, lowered={**lw, **_requant_flags(g, op, 128)})
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])
         oh, ow, oc = g.t(self.outputs[0]).nhwc
         return oh * ow * oc * w.shape[1] * w.shape[2] * w.shape[3]
 
-    def scratch_bytes(self) -> int:
+    def direct(self) -> bool:
+        """An unpadded 1x1 window of 4k channels: the input pixel is the patch, read in place."""
         lw = self.lowered
-        direct = lw["k_h"] == 1 and lw["k_w"] == 1 and lw["in_c"] == lw["patch_len"] and lw["pad_top"] == 0 \
+        return lw["k_h"] == 1 and lw["k_w"] == 1 and lw["in_c"] == lw["patch_len"] and lw["pad_top"] == 0 \
             and lw["pad_left"] == 0
-        return 0 if direct else int(lw["patch_len"])  # a 1x1 window of 4k channels is read in place
+
+    def scratch_bytes(self) -> int:
+        """Two patches: the 2x2 register tile computes two output pixels at once."""
+        return 0 if self.direct() else 2 * int(self.lowered["patch_len"])
 
 
 @dataclass(frozen=True)
@@ -186,7 +235,7 @@ class DepthwiseConv2D(Op):
     kind: ClassVar[str] = "dwconv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "depth_mult", "in_offset",
-                                                          "out_offset", "act_min", "act_max")
+                                                          "out_offset", "act_min", "act_max", "rq_fast")
 
     def lower(self, g: Graph) -> Op:
         x, y = self._io(g)
@@ -197,7 +246,8 @@ class DepthwiseConv2D(Op):
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], depth_mult=oc // x.nhwc[2],
                   in_offset=-x.zero_point, out_offset=y.zero_point, mult=mults, shift=shifts,
                   **_act(g, self.outputs[0], self.activation))
-        return dataclasses.replace(self, lowered=lw)
+        op = dataclasses.replace(self, lowered=lw)
+        return dataclasses.replace(op, lowered={**lw, "rq_fast": _requant_flags(g, op, 255)["rq_fast"]})
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])
@@ -213,7 +263,8 @@ class FullyConnected(Op):
 
     kind: ClassVar[str] = "fc"
     tflite_ops: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max")
+    C_PARAMS: ClassVar[tuple[str, ...]] = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max",
+                                           "rq_fast")
 
     def lower(self, g: Graph) -> Op:
         x, y = self._io(g)
@@ -222,7 +273,8 @@ class FullyConnected(Op):
         lw = {"in_n": w.shape[1], "out_n": w.shape[0], "in_offset": -x.zero_point,
               "out_offset": y.zero_point, "mult": mults, "shift": shifts,
               **_act(g, self.outputs[0], self.activation)}
-        return dataclasses.replace(self, lowered=lw)
+        op = dataclasses.replace(self, lowered=lw)
+        return dataclasses.replace(op, lowered={**lw, "rq_fast": _requant_flags(g, op, 128)["rq_fast"]})
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])
@@ -281,13 +333,14 @@ class ConvPool(Op):
         lw = self.lowered
         return lw["out_h"] * lw["out_w"] * lw["out_c"] * lw["k_h"] * lw["k_w"] * lw["in_c"]
 
+    MAX_WINDOW: ClassVar[int] = 16  # LW_POOL_MAX_PIXELS in lw_convpool_s8.c
+
     def scratch_bytes(self) -> int:
-        """The patch (none for an unpadded 1x1 window of 4k channels, read in place), then, for
-        average pooling, one int32 sum per output channel."""
+        """One patch per convolution pixel of a pooling window (none when they are read in place)."""
         lw = self.lowered
-        if lw["pool_avg"]:
-            return int(lw["patch_len"]) + 4 * int(lw["out_c"])
-        return Conv2D.scratch_bytes(self)  # type: ignore[arg-type]
+        if Conv2D.direct(self):  # type: ignore[arg-type]
+            return 0
+        return int(lw["pool_h"] * lw["pool_w"] * lw["patch_len"])
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def fuse_pooling(g: ir.Graph) -> ir.Graph:
             prod = next((j for j, o in enumerate(ops) if src in o.outputs), None)
             users = [o for o in ops if src in o.inputs]
             if (prod is not None and type(ops[prod]) is ir.Conv2D and len(users) == 1 and src not in g.outputs
-                    and len(g.t(src).shape) == 4):
+                    and len(g.t(src).shape) == 4 and pool.filter[0] * pool.filter[1] <= ir.ConvPool.MAX_WINDOW):
                 conv = ops[prod]
                 fused = ir.ConvPool(f"{conv.name} + {pool.name}", conv.inputs, pool.outputs, conv=conv, pool=pool,
                                     opcode=f"{conv.opcode}+{pool.opcode}")

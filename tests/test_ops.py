@@ -86,6 +86,9 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     got = hostrun.build_host(c.gen.files).run(x)
     assert got.shape == expect.shape
     assert np.array_equal(got, expect), f"{case}: {(got != expect).sum()} bytes differ"
-    # the same C under AddressSanitizer + UBSan
-    san = hostrun.build_host(c.gen.files, sanitize=True, opt="-O1").run(x[:6])
-    assert np.array_equal(san, expect[:6])
+    # the SIMD (DSP) code path, its instructions modelled in C, also under AddressSanitizer + UBSan
+    simd = hostrun.build_host(c.gen.files, simd=True).run(x)
+    assert np.array_equal(simd, expect), f"{case} (SIMD path): {(simd != expect).sum()} bytes differ"
+    for flags in ({}, {"simd": True}):
+        san = hostrun.build_host(c.gen.files, sanitize=True, opt="-O1", **flags).run(x[:6])
+        assert np.array_equal(san, expect[:6]), f"{case} {flags} under sanitizers"

@@ -72,3 +72,48 @@ def test_srdhm_without_division_equals_tflite():
     m = np.concatenate([rng.integers(1, 2**31, len(a) - 5), [1 << 30, (1 << 31) - 1, 1, 2, 3]])
     for x, y in zip(a.tolist(), m.tolist(), strict=True):
         assert (x * y + (1 << 30)) >> 31 == _srdhm_tflite(x, y), (x, y)
+
+
+REQUANT_PROBE = r"""
+#include <stdio.h>
+#include "lw_common.h"
+int main(void)
+{
+    long long x, m, s;
+    unsigned long bad = 0, n = 0;
+    while (scanf("%lld %lld %lld", &x, &m, &s) == 3) {
+        const int32_t fast = lw_requant((int32_t)x, (int32_t)m, (int32_t)s, 1);
+        const int32_t ref = lw_mbqm((int32_t)x, (int32_t)m, (int32_t)s);
+        bad += fast != ref;
+        ++n;
+    }
+    printf("%lu %lu\n", n, bad);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("simd", [False, True])
+def test_fast_requant_equals_tflite_where_compiler_allows_it(tmp_path, simd):  # noqa: ANN001
+    """lw_requant's fast path (SMMULR and an add-and-shift rounding) must equal lw_mbqm for every
+    |x| < 2^30 and shift in [-31, -1], the domain the compiler's rq_fast flag guarantees."""
+    import subprocess
+
+    from lwcnn_mcu import codegen, hostrun
+
+    (tmp_path / "lw_common.h").write_text((codegen.templates_dir() / "runtime" / "lw_common.h").read_text())
+    (tmp_path / "lw_params.h").write_text("")
+    (tmp_path / "probe.c").write_text(REQUANT_PROBE)
+    exe = tmp_path / "probe"
+    flags = [*hostrun.STRICT, "-O2", *(["-DLW_SIMD_EMULATE"] if simd else [])]
+    subprocess.run([hostrun.compiler(), *flags, "-I", str(tmp_path), str(tmp_path / "probe.c"), "-o", str(exe)],
+                   check=True)
+    rng = np.random.default_rng(1)
+    n = 100_000
+    x = np.concatenate([rng.integers(-(2**30) + 1, 2**30, n), rng.integers(-70_000, 70_000, n),
+                        [2**30 - 1, -(2**30) + 1, 0, 1, -1]])
+    m = np.concatenate([rng.integers(2**30, 2**31, len(x) - 2), [2**30, 2**31 - 1]])
+    s = rng.integers(-31, 0, len(x))
+    lines = "\n".join(f"{a} {b} {c}" for a, b, c in zip(x.tolist(), m.tolist(), s.tolist(), strict=True))
+    out = subprocess.run([str(exe)], input=lines, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(len(x)), "0"]

@@ -14,12 +14,70 @@
 
 #include "lw_params.h"
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/*
+ * SIMD path selection. LW_SIMD is 1 when the kernels use the packed-halfword (SXTB16/SMLAD)
+ * formulation: on a core with the DSP extension (Cortex-M4/M7/M33, __ARM_FEATURE_DSP) through
+ * the ACLE intrinsics, or on a host with LW_SIMD_EMULATE defined, through exact C models of the
+ * same instructions (how the host tests check the DSP code path bit for bit). Otherwise the
+ * portable scalar C kernels are used. All integer sums, so every path gives identical bytes.
+ */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(LW_PORTABLE)
 #include <arm_acle.h>
 #define LW_DSP 1
+#define LW_SIMD 1
+#elif defined(LW_SIMD_EMULATE)
+#define LW_DSP 0
+#define LW_SIMD 1
 #else
 #define LW_DSP 0
+#define LW_SIMD 0
 #endif
+
+#if LW_SIMD
+#if LW_DSP
+/* bytes 0 and 2 of x, sign-extended to two halfwords */
+static inline int32_t lw_sxtb16(int32_t x) { return (int32_t)__sxtb16(x); }
+/* bytes 1 and 3 of x, sign-extended to two halfwords (SXTB16 with ROR #8) */
+static inline int32_t lw_sxtb16_ror8(int32_t x)
+{
+    return (int32_t)__sxtb16((int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24)));
+}
+/* acc + lo(a) * lo(b) + hi(a) * hi(b) */
+static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
+#else
+static inline int32_t lw_h16(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint16_t)lo);
+}
+static inline int32_t lw_sxtb16(int32_t x) { return lw_h16((int8_t)(x & 0xff), (int8_t)((x >> 16) & 0xff)); }
+static inline int32_t lw_sxtb16_ror8(int32_t x) { return lw_h16((int8_t)((x >> 8) & 0xff), (int8_t)((x >> 24) & 0xff)); }
+static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    const int32_t lo = (int16_t)(a & 0xffff) * (int16_t)(b & 0xffff);
+    const int32_t hi = (int16_t)((a >> 16) & 0xffff) * (int16_t)((b >> 16) & 0xffff);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* SMLAD wraps */
+}
+#endif
+#endif
+
+/* (a * b + 2^31) >> 32: the rounded high word of the product (SMMULR) */
+static inline int32_t lw_smmulr(int32_t a, int32_t b)
+{
+#if LW_DSP
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+static inline int32_t lw_load32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 #define LW_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LW_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -69,20 +127,32 @@ static inline int32_t lw_mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return lw_rdbpot(lw_srdhm_pos(lw_shl(x, left), multiplier), right);
 }
 
-/* sum of x[i] * w[i] over n int8 pairs. With the DSP extension: four pairs per step, sign-extended
- * in halfword pairs (SXTB16) and multiply-accumulated two at a time (SMLAD). Integer sums, so the
- * result is identical on every path. */
+/* lw_mbqm for the layers where the compiler proved it safe (lowered "rq_fast"): every shift
+ * is <= -1 (no left shift) and |x| < 2^30. Then srdhm(x, m) is SMMULR(2x, m) and the rounding
+ * divide by 2^e (ties away from zero) is (r + 2^(e-1) - (r < 0)) >> e, with no overflow. Exactly
+ * lw_mbqm's value; 6 instructions instead of about 20. Otherwise falls back to lw_mbqm. */
+static inline int32_t lw_requant(int32_t x, int32_t multiplier, int32_t shift, int32_t fast)
+{
+    if (fast) {
+        const int32_t e = -shift;
+        const int32_t r = lw_smmulr(x * 2, multiplier);
+        return (r + (1 << (e - 1)) + (r < 0 ? -1 : 0)) >> e;
+    }
+    return lw_mbqm(x, multiplier, shift);
+}
+
+/* sum of x[i] * w[i] over n int8 pairs. SIMD: four pairs per step, sign-extended in halfword
+ * pairs (SXTB16) and multiply-accumulated two at a time (SMLAD). */
 static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)
 {
     int32_t acc = 0;
     int32_t i = 0;
-#if LW_DSP
+#if LW_SIMD
     for (; i + 4 <= n; i += 4) {
-        int32_t xv, wv;
-        memcpy(&xv, x + i, 4);
-        memcpy(&wv, w + i, 4);
-        acc = __smlad(__sxtb16(xv), __sxtb16(wv), acc);
-        acc = __smlad(__sxtb16((int32_t)((uint32_t)xv >> 8)), __sxtb16((int32_t)((uint32_t)wv >> 8)), acc);
+        const int32_t xv = lw_load32(x + i);
+        const int32_t wv = lw_load32(w + i);
+        acc = lw_smlad(lw_sxtb16(xv), lw_sxtb16(wv), acc);
+        acc = lw_smlad(lw_sxtb16_ror8(xv), lw_sxtb16_ror8(wv), acc);
     }
 #endif
     for (; i < n; ++i) {
@@ -91,33 +161,91 @@ static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)
     return acc;
 }
 
-/* Gather the k_h x k_w x in_c window whose top-left tap is (iy0, ix0) into patch (NHWC order),
- * taps outside the input set to the input zero point zp (offset-corrected value 0), then zeros up
- * to patch_len. Rows inside the input are one copy of k_w * in_c contiguous bytes. */
-static inline void lw_gather_s8(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
-                                int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t iy0, int32_t ix0, int8_t zp,
-                                int32_t patch_len, int8_t *patch)
+/* The 2x2 register tile of the convolutions: two patches x0, x1 (two output pixels, n bytes
+ * each, n % 4 == 0) against a pair of weight rows w stored word-interleaved (word k of the first
+ * row at w[8k], of the second at w[8k + 4]; see ir.conv_weight_layout). a[0], a[1]: pixel 0 with
+ * rows 0, 1; a[2], a[3]: pixel 1. Each loaded word is sign-extended once and used twice: 8 SMLAD
+ * (16 MACs) per 4 loads + 8 SXTB16. */
+static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t n, int32_t a[4])
 {
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+#if LW_SIMD
+    for (const int8_t *end = x0 + n; x0 < end; x0 += 4, x1 += 4, w += 8) {
+        const int32_t p = lw_load32(x0), q = lw_load32(x1);
+        const int32_t p0 = lw_sxtb16(p), p1 = lw_sxtb16_ror8(p);
+        const int32_t q0 = lw_sxtb16(q), q1 = lw_sxtb16_ror8(q);
+        int32_t wv = lw_load32(w);
+        int32_t w0 = lw_sxtb16(wv), w1 = lw_sxtb16_ror8(wv);
+        a00 = lw_smlad(p0, w0, a00);
+        a00 = lw_smlad(p1, w1, a00);
+        a10 = lw_smlad(q0, w0, a10);
+        a10 = lw_smlad(q1, w1, a10);
+        wv = lw_load32(w + 4);
+        w0 = lw_sxtb16(wv);
+        w1 = lw_sxtb16_ror8(wv);
+        a01 = lw_smlad(p0, w0, a01);
+        a01 = lw_smlad(p1, w1, a01);
+        a11 = lw_smlad(q0, w0, a11);
+        a11 = lw_smlad(q1, w1, a11);
+    }
+#else
+    for (int32_t i = 0; i < n; i += 4, w += 8) {
+        for (int32_t j = 0; j < 4; ++j) {
+            a00 += x0[i + j] * w[j];
+            a01 += x0[i + j] * w[4 + j];
+            a10 += x1[i + j] * w[j];
+            a11 += x1[i + j] * w[4 + j];
+        }
+    }
+#endif
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
+/* Copy n bytes (n % 4 == 0) a word at a time; src may be unaligned, dst is 4-byte aligned. */
+static inline void lw_copy_words(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (int32_t i = 0; i < n; i += 4) {
+        const int32_t v = lw_load32(src + i);
+        memcpy(dst + i, &v, 4);
+    }
+}
+
+/* Gather the k_h x k_w x in_c window whose top-left tap is (iy0, ix0) into patch: one row of
+ * row4 bytes per kernel row (k_w * in_c taps rounded up to a multiple of 4; the weights are zero
+ * in the padding bytes, so those may hold any value). Taps outside the input get the input zero
+ * point zp (offset-corrected value 0). A row fully inside the input is one word copy of row4
+ * bytes when that stays within the input tensor. */
+static inline void lw_gather_s8(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
+                                int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t iy0, int32_t ix0,
+                                int8_t zp, int8_t *patch)
+{
+    const int32_t row_len = k_w * in_c;
+    const int32_t in_size = in_h * in_w * in_c;
+    const int32_t x_ok = dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
     int8_t *dst = patch;
-    for (int32_t ky = 0; ky < k_h; ++ky) {
+    for (int32_t ky = 0; ky < k_h; ++ky, dst += row4) {
         const int32_t iy = iy0 + dil_h * ky;
-        if (dil_w == 1 && iy >= 0 && iy < in_h && ix0 >= 0 && ix0 + k_w <= in_w) {
-            memcpy(dst, input + (iy * in_w + ix0) * in_c, (size_t)(k_w * in_c));
-            dst += k_w * in_c;
+        if (iy < 0 || iy >= in_h) {
+            memset(dst, zp, (size_t)row4);
+            continue;
+        }
+        const int32_t start = (iy * in_w + ix0) * in_c;
+        if (x_ok && start + row4 <= in_size) {
+            lw_copy_words(dst, input + start, row4);
             continue;
         }
         for (int32_t kx = 0; kx < k_w; ++kx) {
             const int32_t ix = ix0 + dil_w * kx;
-            if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                memset(dst, zp, (size_t)in_c);
+            if (ix < 0 || ix >= in_w) {
+                memset(dst + kx * in_c, zp, (size_t)in_c);
             } else {
-                memcpy(dst, input + (iy * in_w + ix) * in_c, (size_t)in_c);
+                memcpy(dst + kx * in_c, input + (iy * in_w + ix) * in_c, (size_t)in_c);
             }
-            dst += in_c;
         }
-    }
-    while (dst < patch + patch_len) {
-        *dst++ = 0; /* the weight rows are zero there too */
+        memset(dst + row_len, 0, (size_t)(row4 - row_len));
     }
 }
 

@@ -16,7 +16,7 @@
 static int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *bias, const int32_t *mult,
                         const int32_t *shift, int32_t oc)
 {
-    acc = lw_mbqm(acc + (bias != NULL ? bias[oc] : 0), mult[oc], shift[oc]) + p->out_offset;
+    acc = lw_requant(acc + (bias != NULL ? bias[oc] : 0), mult[oc], shift[oc], p->rq_fast) + p->out_offset;
     return (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
 }
 

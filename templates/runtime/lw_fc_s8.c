@@ -15,7 +15,7 @@ void lw_fc_s8(const lw_fc_params_t *p, const int8_t *input, const int8_t *weight
 {
     for (int32_t o = 0; o < p->out_n; ++o) {
         int32_t acc = bias_folded[o] + lw_dot_s8(input, weights + o * p->in_n, p->in_n);
-        acc = lw_mbqm(acc, mult[o], shift[o]) + p->out_offset;
+        acc = lw_requant(acc, mult[o], shift[o], p->rq_fast) + p->out_offset;
         output[o] = (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
     }
 }
