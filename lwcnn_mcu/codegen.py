@@ -155,7 +155,8 @@ def generate(g: ir.Graph, plan: MemoryPlan) -> Generated:
     files = {
         "lwcnn_model.h": env.get_template("lwcnn_model.h.j2").render(**ctx),
         "lwcnn_model.c": env.get_template("lwcnn_model.c.j2").render(
-            **ctx, param_decls=decls, calls=calls, plan_rows=plan_rows),
+            **ctx, param_decls=decls, calls=calls, plan_rows=plan_rows,
+            inline_kinds=[c.kind for c in ir.OP_CLASSES if c.INLINE and c.kind in kinds]),
         "lwcnn_weights.h": env.get_template("lwcnn_weights.h.j2").render(**ctx, arrays=arrays),
         "lwcnn_weights.c": env.get_template("lwcnn_weights.c.j2").render(
             **ctx, arrays=arrays, weights_bytes=weights_bytes),

@@ -89,6 +89,10 @@ class Op:
         """Multiply-accumulates (convolutions and dense layers only, as MLPerf Tiny counts them)."""
         return 0
 
+    # True: the generated model #includes the kernel source and its body is inlined at the call
+    # with the layer's static const parameters, so the compiler specialises it to the shapes.
+    INLINE: ClassVar[bool] = False
+
     def scratch_bytes(self) -> int:
         """RAM the kernel needs while it runs (planned in the arena like a tensor)."""
         return 0
@@ -184,6 +188,7 @@ class Conv2D(Op):
     padding: str = "SAME"
     activation: str = "NONE"
 
+    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "conv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
@@ -232,6 +237,7 @@ class DepthwiseConv2D(Op):
     activation: str = "NONE"
     depth_multiplier: int = 1
 
+    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "dwconv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "depth_mult", "in_offset",
@@ -261,6 +267,7 @@ class FullyConnected(Op):
 
     activation: str = "NONE"
 
+    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "fc"
     tflite_ops: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
     C_PARAMS: ClassVar[tuple[str, ...]] = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max",
@@ -315,6 +322,7 @@ class ConvPool(Op):
     conv: Conv2D | None = None
     pool: MaxPool2D | None = None
 
+    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "convpool"
     C_PARAMS: ClassVar[tuple[str, ...]] = Conv2D.C_PARAMS + (
         "pool_avg", "pool_h", "pool_w", "pool_stride_h", "pool_stride_w", "pool_pad_top", "pool_pad_left",
@@ -340,7 +348,7 @@ class ConvPool(Op):
         lw = self.lowered
         if Conv2D.direct(self):  # type: ignore[arg-type]
             return 0
-        return int(lw["pool_h"] * lw["pool_w"] * lw["patch_len"])
+        return int((lw["pool_h"] * lw["pool_w"] + 1) // 2 * 2 * lw["patch_len"])
 
 
 @dataclass(frozen=True)

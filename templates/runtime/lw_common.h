@@ -40,7 +40,9 @@ static inline int32_t lw_sxtb16(int32_t x) { return (int32_t)__sxtb16(x); }
 /* bytes 1 and 3 of x, sign-extended to two halfwords (SXTB16 with ROR #8) */
 static inline int32_t lw_sxtb16_ror8(int32_t x)
 {
-    return (int32_t)__sxtb16((int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24)));
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x)); /* one instruction; GCC emits two for __ror */
+    return r;
 }
 /* acc + lo(a) * lo(b) + hi(a) * hi(b) */
 static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
@@ -78,6 +80,14 @@ static inline int32_t lw_load32(const int8_t *p)
     memcpy(&v, p, 4);
     return v;
 }
+
+/* Kernel bodies are always inlined where the generated model calls them, with that layer's
+ * static const parameters, so the compiler specialises each layer's loops for its shapes. */
+#if defined(__GNUC__)
+#define LW_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define LW_ALWAYS_INLINE static inline
+#endif
 
 #define LW_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LW_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -170,7 +180,10 @@ static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
 #if LW_SIMD
-    for (const int8_t *end = x0 + n; x0 < end; x0 += 4, x1 += 4, w += 8) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int32_t i = 0; i < n; i += 4, x0 += 4, x1 += 4, w += 8) {
         const int32_t p = lw_load32(x0), q = lw_load32(x1);
         const int32_t p0 = lw_sxtb16(p), p1 = lw_sxtb16_ror8(p);
         const int32_t q0 = lw_sxtb16(q), q1 = lw_sxtb16_ror8(q);
@@ -204,48 +217,106 @@ static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_
     a[3] = a11;
 }
 
-/* Copy n bytes (n % 4 == 0) a word at a time; src may be unaligned, dst is 4-byte aligned. */
-static inline void lw_copy_words(int8_t *dst, const int8_t *src, int32_t n)
+/* The same tile over an interleaved pair of patches xx (word k of pixel 0 at xx[8k], of pixel 1 at
+ * xx[8k + 4], as lw_gather_pair_s8 writes them): one pointer and one LDRD for both pixels,
+ * which leaves the registers for the four accumulators and the eight unpacked operands. */
+static inline void lw_mac_2x2i_step(const int8_t *xx, const int8_t *w, int32_t *a00, int32_t *a01, int32_t *a10,
+                                    int32_t *a11)
 {
-    for (int32_t i = 0; i < n; i += 4) {
-        const int32_t v = lw_load32(src + i);
-        memcpy(dst + i, &v, 4);
+#if LW_SIMD
+    const int32_t p = lw_load32(xx), q = lw_load32(xx + 4);
+    const int32_t p0 = lw_sxtb16(p), p1 = lw_sxtb16_ror8(p);
+    const int32_t q0 = lw_sxtb16(q), q1 = lw_sxtb16_ror8(q);
+    int32_t wv = lw_load32(w);
+    int32_t w0 = lw_sxtb16(wv), w1 = lw_sxtb16_ror8(wv);
+    *a00 = lw_smlad(p1, w1, lw_smlad(p0, w0, *a00));
+    *a10 = lw_smlad(q1, w1, lw_smlad(q0, w0, *a10));
+    wv = lw_load32(w + 4);
+    w0 = lw_sxtb16(wv);
+    w1 = lw_sxtb16_ror8(wv);
+    *a01 = lw_smlad(p1, w1, lw_smlad(p0, w0, *a01));
+    *a11 = lw_smlad(q1, w1, lw_smlad(q0, w0, *a11));
+#else
+    for (int32_t j = 0; j < 4; ++j) {
+        *a00 += xx[j] * w[j];
+        *a01 += xx[j] * w[4 + j];
+        *a10 += xx[4 + j] * w[j];
+        *a11 += xx[4 + j] * w[4 + j];
+    }
+#endif
+}
+
+static inline void lw_mac_2x2i_s8(const int8_t *xx, const int8_t *w, int32_t n, int32_t a[4])
+{
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+    if (n <= 16) { /* short rows (a first layer): fully unrolled once n is a constant */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+        for (int32_t i = 0; i < n; i += 4) {
+            lw_mac_2x2i_step(xx + 2 * i, w + 2 * i, &a00, &a01, &a10, &a11);
+        }
+    } else { /* not unrolled: the 14 registers are all in use */
+        for (int32_t i = 0; i < n; i += 4, xx += 8, w += 8) {
+            lw_mac_2x2i_step(xx, w, &a00, &a01, &a10, &a11);
+        }
+    }
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
+/* Two dot products of an interleaved pair of patches xx (see lw_mac_2x2i_s8) with one plain
+ * weight row w (an odd last output channel): a[0] += pixel 0, a[1] += pixel 1. */
+static inline void lw_mac_2x1i_s8(const int8_t *xx, const int8_t *w, int32_t n, int32_t a[2])
+{
+    for (int32_t i = 0; i < n; i += 4, xx += 8, w += 4) {
+        a[0] += lw_dot_s8(xx, w, 4);
+        a[1] += lw_dot_s8(xx + 4, w, 4);
     }
 }
 
-/* Gather the k_h x k_w x in_c window whose top-left tap is (iy0, ix0) into patch: one row of
- * row4 bytes per kernel row (k_w * in_c taps rounded up to a multiple of 4; the weights are zero
- * in the padding bytes, so those may hold any value). Taps outside the input get the input zero
- * point zp (offset-corrected value 0). A row fully inside the input is one word copy of row4
- * bytes when that stays within the input tensor. */
-static inline void lw_gather_s8(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
-                                int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t iy0, int32_t ix0,
-                                int8_t zp, int8_t *patch)
+/* Gather the k_h x k_w x in_c window whose top-left tap is (iy0, ix0) into slot s (0 or 1) of an
+ * interleaved pair of patches: patch byte e goes to pair[(e / 4) * 8 + 4 * s + e % 4]. Each
+ * kernel row takes row4 bytes (k_w * in_c taps rounded up to a multiple of 4; the weights are
+ * zero in the padding bytes, so those may hold any value). Taps outside the input get the input
+ * zero point zp (offset-corrected value 0). A row fully inside the input whose row4 bytes stay
+ * within the input tensor is copied a word at a time. */
+static inline void lw_gather_pair_s8(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
+                                     int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t iy0,
+                                     int32_t ix0, int8_t zp, int8_t *pair, int32_t s)
 {
     const int32_t row_len = k_w * in_c;
     const int32_t in_size = in_h * in_w * in_c;
     const int32_t x_ok = dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
-    int8_t *dst = patch;
-    for (int32_t ky = 0; ky < k_h; ++ky, dst += row4) {
+    const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)zp * 0x01010101u);
+    int8_t *dst = pair + 4 * s;
+    for (int32_t ky = 0; ky < k_h; ++ky, dst += 2 * row4) {
         const int32_t iy = iy0 + dil_h * ky;
         if (iy < 0 || iy >= in_h) {
-            memset(dst, zp, (size_t)row4);
+            for (int32_t i = 0; i < row4; i += 4) {
+                memcpy(dst + 2 * i, &zp4, 4);
+            }
             continue;
         }
         const int32_t start = (iy * in_w + ix0) * in_c;
         if (x_ok && start + row4 <= in_size) {
-            lw_copy_words(dst, input + start, row4);
+            for (int32_t i = 0; i < row4; i += 4) {
+                const int32_t v = lw_load32(input + start + i);
+                memcpy(dst + 2 * i, &v, 4);
+            }
             continue;
         }
-        for (int32_t kx = 0; kx < k_w; ++kx) {
+        for (int32_t e = 0; e < row4; ++e) {
+            const int32_t kx = e / in_c;
             const int32_t ix = ix0 + dil_w * kx;
-            if (ix < 0 || ix >= in_w) {
-                memset(dst + kx * in_c, zp, (size_t)in_c);
-            } else {
-                memcpy(dst + kx * in_c, input + (iy * in_w + ix) * in_c, (size_t)in_c);
+            int8_t v = 0; /* row padding: weights are zero there */
+            if (e < row_len) {
+                v = (ix < 0 || ix >= in_w) ? zp : input[(iy * in_w + ix) * in_c + e % in_c];
             }
+            dst[(e / 4) * 8 + e % 4] = v;
         }
-        memset(dst + row_len, 0, (size_t)(row4 - row_len));
     }
 }
 

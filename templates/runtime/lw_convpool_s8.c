@@ -15,7 +15,8 @@
  * input       [in]  NHWC, in_h x in_w x in_c
  * weights     [in]  as lw_conv_s8; bias_folded [in] out_c int32 (see lw_conv_s8)
  * mult        [in]  out_c multipliers; shift [in] out_c shifts
- * scratch     [-]   pool_h * pool_w * patch_len bytes, 4-byte aligned; NULL for an unpadded 1x1
+ * scratch     [-]   patch_len bytes per window pixel, rounded up to pairs (word-interleaved pairs,
+ *                   see lw_gather_pair_s8), 4-byte aligned; NULL for an unpadded 1x1
  *                   window of in_c % 4 == 0 (patches read in place)
  * output      [out] NHWC, pool_out_h x pool_out_w x out_c
  */
@@ -23,46 +24,27 @@
 
 #define LW_POOL_MAX_PIXELS 16
 
-static int32_t cp_conv(const lw_convpool_params_t *p, int32_t acc, int32_t m, int32_t s)
+LW_ALWAYS_INLINE int32_t cp_conv(const lw_convpool_params_t *p, int32_t acc, int32_t m, int32_t s)
 {
     acc = lw_requant(acc, m, s, p->rq_fast) + p->out_offset;
     return LW_CLAMP(acc, p->act_min, p->act_max);
 }
 
-/* pool the convolution outputs of one output channel: raw accumulators acc[0..count) */
-static int8_t cp_pool(const lw_convpool_params_t *p, const int32_t *acc, int32_t count, int32_t m, int32_t s)
+/* the pooled output from the pooled value v: the average's rounding division, the pool's clamp */
+LW_ALWAYS_INLINE int8_t cp_finish(const lw_convpool_params_t *p, int32_t v, int32_t count)
 {
-    int32_t v;
-    if (p->pool_avg) {
-        v = 0;
-        for (int32_t t = 0; t < count; ++t) {
-            v += cp_conv(p, acc[t], m, s);
-        }
-        if (count > 0) {
-            v = v > 0 ? (v + count / 2) / count : (v - count / 2) / count;
-        }
-    } else if (p->rq_mono) {
-        int32_t best = acc[0];
-        for (int32_t t = 1; t < count; ++t) {
-            best = LW_MAX(best, acc[t]);
-        }
-        v = count > 0 ? cp_conv(p, best, m, s) : -128;
-    } else {
-        v = -128;
-        for (int32_t t = 0; t < count; ++t) {
-            v = LW_MAX(v, cp_conv(p, acc[t], m, s));
-        }
+    if (p->pool_avg && count > 0) {
+        v = v > 0 ? (v + count / 2) / count : (v - count / 2) / count;
     }
     return (int8_t)LW_CLAMP(v, p->pool_act_min, p->pool_act_max);
 }
 
-void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
+LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
                     const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *scratch,
                     int8_t *output)
 {
     const int32_t n = p->patch_len, oc_n = p->out_c;
     const int8_t *px[LW_POOL_MAX_PIXELS + 1];
-    int32_t a0[LW_POOL_MAX_PIXELS + 1], a1[LW_POOL_MAX_PIXELS + 1];
     for (int32_t py = 0; py < p->pool_out_h; ++py) {
         const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
         const int32_t y0 = LW_MAX(0, cy0), y1 = LW_MIN(p->out_h, cy0 + p->pool_h);
@@ -75,38 +57,88 @@ void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const in
                     if (scratch == NULL) {
                         px[count] = input + (cy * p->stride_h * p->in_w + cx * p->stride_w) * p->in_c;
                     } else {
-                        int8_t *buf = scratch + count * n;
-                        lw_gather_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
-                                     cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
-                                     (int8_t)(-p->in_offset), buf);
-                        px[count] = buf;
+                        lw_gather_pair_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w,
+                                          p->row4, cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
+                                          (int8_t)(-p->in_offset), scratch + (count / 2) * 2 * n, count % 2);
                     }
                 }
             }
-            if (count > 0) {
-                px[count] = px[count - 1]; /* odd count: the last pixel pairs with itself */
+            if (count % 2) { /* odd count: the last pixel pairs with itself */
+                if (scratch == NULL) {
+                    px[count] = px[count - 1];
+                } else {
+                    int8_t *pair = scratch + (count / 2) * 2 * n;
+                    for (int32_t i = 0; i < n; i += 4) {
+                        memcpy(pair + 2 * i + 4, pair + 2 * i, 4);
+                    }
+                }
             }
             int8_t *out = output + (py * p->pool_out_w + px_) * oc_n;
+            const int32_t raw_max = !p->pool_avg && p->rq_mono;
             const int8_t *w = weights;
             int32_t oc = 0;
             for (; oc + 2 <= oc_n; oc += 2, w += 2 * n) {
+                const int32_t b0 = bias_folded[oc], b1 = bias_folded[oc + 1];
+                const int32_t m0 = mult[oc], m1 = mult[oc + 1], s0 = shift[oc], s1 = shift[oc + 1];
+                int32_t v0 = raw_max ? INT32_MIN : (p->pool_avg ? 0 : -128), v1 = v0;
                 for (int32_t t = 0; t < count; t += 2) {
-                    int32_t a[4] = {bias_folded[oc], bias_folded[oc + 1], bias_folded[oc], bias_folded[oc + 1]};
-                    lw_mac_2x2_s8(px[t], px[t + 1], w, n, a);
-                    a0[t] = a[0];
-                    a1[t] = a[1];
-                    a0[t + 1] = a[2];
-                    a1[t + 1] = a[3];
+                    int32_t a[4] = {b0, b1, b0, b1};
+                    if (scratch != NULL) {
+                        lw_mac_2x2i_s8(scratch + t * n, w, n, a);
+                    } else {
+                        lw_mac_2x2_s8(px[t], px[t + 1], w, n, a);
+                    }
+                    if (raw_max) { /* max of raw accumulators, requantized once below */
+                        v0 = LW_MAX(v0, LW_MAX(a[0], a[2]));
+                        v1 = LW_MAX(v1, LW_MAX(a[1], a[3]));
+                        continue;
+                    }
+                    const int32_t last = t + 1 < count; /* a lone last pixel was computed twice */
+                    const int32_t c0 = cp_conv(p, a[0], m0, s0), c1 = cp_conv(p, a[1], m1, s1);
+                    const int32_t c2 = last ? cp_conv(p, a[2], m0, s0) : 0, c3 = last ? cp_conv(p, a[3], m1, s1) : 0;
+                    if (p->pool_avg) {
+                        v0 += c0 + c2;
+                        v1 += c1 + c3;
+                    } else {
+                        v0 = LW_MAX(v0, last ? LW_MAX(c0, c2) : c0);
+                        v1 = LW_MAX(v1, last ? LW_MAX(c1, c3) : c1);
+                    }
                 }
-                out[oc] = cp_pool(p, a0, count, mult[oc], shift[oc]);
-                out[oc + 1] = cp_pool(p, a1, count, mult[oc + 1], shift[oc + 1]);
+                if (raw_max && count > 0) {
+                    v0 = cp_conv(p, v0, m0, s0);
+                    v1 = cp_conv(p, v1, m1, s1);
+                } else if (raw_max) {
+                    v0 = v1 = -128;
+                }
+                out[oc] = cp_finish(p, v0, count);
+                out[oc + 1] = cp_finish(p, v1, count);
             }
             if (oc < oc_n) { /* odd channel count: the last row is stored plain */
-                for (int32_t t = 0; t < count; ++t) {
-                    a0[t] = bias_folded[oc] + lw_dot_s8(px[t], w, n);
+                int32_t v = p->pool_avg ? 0 : -128;
+                for (int32_t t = 0; t < count; t += 2) {
+                    int32_t a[2] = {bias_folded[oc], bias_folded[oc]};
+                    if (scratch != NULL) {
+                        lw_mac_2x1i_s8(scratch + t * n, w, n, a);
+                    } else {
+                        a[0] += lw_dot_s8(px[t], w, n);
+                        a[1] += lw_dot_s8(px[t + 1], w, n);
+                    }
+                    for (int32_t u = 0; u < 2 && t + u < count; ++u) {
+                        const int32_t c = cp_conv(p, a[u], mult[oc], shift[oc]);
+                        v = p->pool_avg ? v + c : LW_MAX(v, c);
+                    }
                 }
-                out[oc] = cp_pool(p, a0, count, mult[oc], shift[oc]);
+                out[oc] = cp_finish(p, v, count);
             }
         }
     }
 }
+
+#ifndef LW_KERNEL_INLINE_ONLY
+void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
+                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *scratch,
+                    int8_t *output)
+{
+    lw_convpool_s8_impl(p, input, weights, bias_folded, mult, shift, scratch, output);
+}
+#endif

@@ -13,7 +13,7 @@
  */
 #include "lw_kernels.h"
 
-static int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *bias, const int32_t *mult,
+LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *bias, const int32_t *mult,
                         const int32_t *shift, int32_t oc)
 {
     acc = lw_requant(acc + (bias != NULL ? bias[oc] : 0), mult[oc], shift[oc], p->rq_fast) + p->out_offset;
@@ -21,7 +21,7 @@ static int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t 
 }
 
 /* one output channel oc (from input channel ic) at output pixel (oy, ox) */
-static int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
+LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
                       int32_t ix0, int32_t ic, int32_t oc)
 {
     int32_t acc = 0;
@@ -41,7 +41,7 @@ static int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const in
     return acc;
 }
 
-void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
+LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *output)
 {
     const int32_t off = p->in_offset;
@@ -87,3 +87,11 @@ void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t
         }
     }
 }
+
+#ifndef LW_KERNEL_INLINE_ONLY
+void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
+                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *output)
+{
+    lw_dwconv_s8_impl(p, input, filter, bias, mult, shift, output);
+}
+#endif

@@ -10,7 +10,7 @@
  */
 #include "lw_kernels.h"
 
-void lw_fc_s8(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias_folded,
+LW_ALWAYS_INLINE void lw_fc_s8_impl(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias_folded,
               const int32_t *mult, const int32_t *shift, int8_t *output)
 {
     for (int32_t o = 0; o < p->out_n; ++o) {
@@ -19,3 +19,11 @@ void lw_fc_s8(const lw_fc_params_t *p, const int8_t *input, const int8_t *weight
         output[o] = (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
     }
 }
+
+#ifndef LW_KERNEL_INLINE_ONLY
+void lw_fc_s8(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias_folded,
+              const int32_t *mult, const int32_t *shift, int8_t *output)
+{
+    lw_fc_s8_impl(p, input, weights, bias_folded, mult, shift, output);
+}
+#endif
