@@ -85,20 +85,14 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
             layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "
                        f"{op.lowered['row4']}), row pairs word-interleaved")
         arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
-        if isinstance(op, ir.DepthwiseConv2D) and len(op.inputs) > 2 and op.inputs[2] >= 0:
-            b = g.t(op.inputs[2])
-            names["bias"] = f"lw_b{k}"
-            arrays.append(CArray(f"lw_b{k}", "int32_t", b.data.astype(np.int64).ravel().tolist(),
-                                 f"{op.name}: bias"))
-        else:
-            names["bias"] = "NULL"
-        if not isinstance(op, ir.DepthwiseConv2D):
-            # bias + in_offset * sum(weights of the channel): lets kernels skip the offset inside the input
-            wsum = w.data.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)
-            b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
-            folded = (b + int(op.lowered["in_offset"]) * wsum).tolist()
-            names["bias_folded"] = f"lw_bf{k}"
-            arrays.append(CArray(f"lw_bf{k}", "int32_t", folded, f"{op.name}: bias with the input offset folded in"))
+        # bias + in_offset * sum(weights of the channel): lets kernels skip the offset inside the input
+        per_channel = w.data.astype(np.int64)
+        per_channel = (per_channel.reshape(-1, w.shape[-1]).T if isinstance(op, ir.DepthwiseConv2D)
+                       else per_channel.reshape(w.shape[0], -1))
+        b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
+        folded = (b + int(op.lowered["in_offset"]) * per_channel.sum(axis=1)).tolist()
+        names["bias_folded"] = f"lw_bf{k}"
+        arrays.append(CArray(f"lw_bf{k}", "int32_t", folded, f"{op.name}: bias with the input offset folded in"))
         names["mult"], names["shift"] = f"lw_m{k}", f"lw_s{k}"
         arrays.append(CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"))
         arrays.append(CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))

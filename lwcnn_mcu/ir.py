@@ -145,8 +145,7 @@ def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
     could wrap): max-pooling may take the max of raw accumulators and requantize once.
     rq_fast: also every shift <= -1 and |accumulator| < 2^30 for every possible input, bounded
     from the weights: |bias'| + x_range * sum|w| per channel (x_range 128 when the kernel
-    accumulates raw int8 with the input offset folded into the bias, 255 when it adds the offset
-    to each input)."""
+    accumulates raw int8 with the input offset folded into the bias, as all kernels do now)."""
     lw = op.lowered
     shifts = list(lw["shift"])
     w = g.t(op.inputs[1]).data.astype(np.int64)
@@ -253,7 +252,7 @@ class DepthwiseConv2D(Op):
                   in_offset=-x.zero_point, out_offset=y.zero_point, mult=mults, shift=shifts,
                   **_act(g, self.outputs[0], self.activation))
         op = dataclasses.replace(self, lowered=lw)
-        return dataclasses.replace(op, lowered={**lw, "rq_fast": _requant_flags(g, op, 255)["rq_fast"]})
+        return dataclasses.replace(op, lowered={**lw, "rq_fast": _requant_flags(g, op, 128)["rq_fast"]})
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])

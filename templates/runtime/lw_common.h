@@ -46,6 +46,9 @@ static inline int32_t lw_sxtb16_ror8(int32_t x)
 }
 /* acc + lo(a) * lo(b) + hi(a) * hi(b) */
 static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
+/* acc + lo(a) * lo(b), acc + hi(a) * hi(b) */
+static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
 #else
 static inline int32_t lw_h16(int32_t lo, int32_t hi)
 {
@@ -58,6 +61,14 @@ static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
     const int32_t lo = (int16_t)(a & 0xffff) * (int16_t)(b & 0xffff);
     const int32_t hi = (int16_t)((a >> 16) & 0xffff) * (int16_t)((b >> 16) & 0xffff);
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* SMLAD wraps */
+}
+static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xffff) * (int16_t)(b & 0xffff)));
+}
+static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)((a >> 16) & 0xffff) * (int16_t)((b >> 16) & 0xffff)));
 }
 #endif
 #endif

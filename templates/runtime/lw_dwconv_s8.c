@@ -1,87 +1,153 @@
 /*
  * lw_dwconv_s8 - int8 depthwise 2-D convolution with depth multiplier (TFLite DEPTHWISE_CONV_2D).
  *
- * p      [in]  shapes, strides, dilation, padding, depth_mult, offsets and clamp
- * input  [in]  NHWC, in_h x in_w x in_c
- * filter [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8
- * bias   [in]  out_c int32 values, or NULL
- * mult   [in]  out_c multipliers; shift [in] out_c shifts
- * output [out] NHWC, out_h x out_w x out_c
+ * p           [in]  shapes, strides, dilation, padding, depth_mult, offsets, clamp, rq_fast
+ * input       [in]  NHWC, in_h x in_w x in_c
+ * filter      [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8
+ * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's k_h x k_w weights
+ * mult        [in]  out_c multipliers; shift [in] out_c shifts
+ * output      [out] NHWC, out_h x out_w x out_c
  *
- * Taps outside the input are skipped (as in TFLite's reference). With depth multiplier 1, four
- * channels are accumulated per pass in registers; other channels go through dw_one.
+ * TFLite skips the taps outside the input; here they read the input zero point instead, whose
+ * offset-corrected value (x + in_offset) is 0, so the sum is the same and the offset can be
+ * folded into bias_folded: acc = bias_folded + sum of raw x * w. With the SIMD path, depth
+ * multiplier 1 and in_c % 4 == 0, two horizontally adjacent output pixels inside the input are
+ * computed together, four channels at a time: each tap is one word of weights (SXTB16 into
+ * channel pairs) used for both pixels, multiply-accumulated per channel with SMLABB/SMLATT.
+ * Everything else (borders, other shapes, the portable build) goes through dw_one.
  */
 #include "lw_kernels.h"
 
-LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *bias, const int32_t *mult,
-                        const int32_t *shift, int32_t oc)
+LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *mult,
+                                  const int32_t *shift, int32_t oc)
 {
-    acc = lw_requant(acc + (bias != NULL ? bias[oc] : 0), mult[oc], shift[oc], p->rq_fast) + p->out_offset;
+    acc = lw_requant(acc, mult[oc], shift[oc], p->rq_fast) + p->out_offset;
     return (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
 }
 
-/* one output channel oc (from input channel ic) at output pixel (oy, ox) */
-LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
-                      int32_t ix0, int32_t ic, int32_t oc)
+/* raw sum of x * w for output channel oc (input channel ic) at the window whose top-left tap is
+ * (iy0, ix0); taps outside the input read the zero point */
+LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
+                                int32_t iy0, int32_t ix0, int32_t ic, int32_t oc)
 {
+    const int32_t zp = -p->in_offset;
     int32_t acc = 0;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + p->dil_h * ky;
-        if (iy < 0 || iy >= p->in_h) {
-            continue;
-        }
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + p->dil_w * kx;
-            if (ix >= 0 && ix < p->in_w) {
-                acc += (input[(iy * p->in_w + ix) * p->in_c + ic] + p->in_offset) *
-                       filter[(ky * p->k_w + kx) * p->out_c + oc];
-            }
+            const int32_t inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int32_t x = inside ? input[(iy * p->in_w + ix) * p->in_c + ic] : zp;
+            acc += x * filter[(ky * p->k_w + kx) * p->out_c + oc];
         }
     }
     return acc;
 }
 
-LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *output)
+#if LW_SIMD
+/* channels c..c+3 of two output pixels whose windows start at (iy0, ix0) and (iy0, ix0 +
+ * stride_w), both inside the input: a[0..3] pixel 0, a[4..7] pixel 1 */
+LW_ALWAYS_INLINE void dw_pair4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
+                               int32_t iy0, int32_t ix0, int32_t c, int32_t a[8])
 {
-    const int32_t off = p->in_offset;
+    const int32_t step = p->stride_w * p->in_c;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int8_t *x = input + ((iy0 + p->dil_h * ky) * p->in_w + ix0 + p->dil_w * kx) * p->in_c + c;
+            const int32_t wv = lw_load32(filter + (ky * p->k_w + kx) * p->out_c + c);
+            const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
+            const int32_t u = lw_load32(x), v = lw_load32(x + step);
+            const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
+            const int32_t v02 = lw_sxtb16(v), v13 = lw_sxtb16_ror8(v);
+            a[0] = lw_smlabb(u02, w02, a[0]);
+            a[1] = lw_smlabb(u13, w13, a[1]);
+            a[2] = lw_smlatt(u02, w02, a[2]);
+            a[3] = lw_smlatt(u13, w13, a[3]);
+            a[4] = lw_smlabb(v02, w02, a[4]);
+            a[5] = lw_smlabb(v13, w13, a[5]);
+            a[6] = lw_smlatt(v02, w02, a[6]);
+            a[7] = lw_smlatt(v13, w13, a[7]);
+        }
+    }
+}
+
+/* channels c..c+3 of one output pixel whose window starts at (iy0, ix0), with taps outside the
+ * input reading four zero-point bytes zp4: a[0..3] */
+LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
+                              int32_t ix0, int32_t c, int32_t zp4, int32_t a[4])
+{
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + p->dil_h * ky;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + p->dil_w * kx;
+            const int32_t inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int32_t u = inside ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c) : zp4;
+            const int32_t wv = lw_load32(filter + (ky * p->k_w + kx) * p->out_c + c);
+            const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
+            const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
+            a[0] = lw_smlabb(u02, w02, a[0]);
+            a[1] = lw_smlabb(u13, w13, a[1]);
+            a[2] = lw_smlatt(u02, w02, a[2]);
+            a[3] = lw_smlatt(u13, w13, a[3]);
+        }
+    }
+}
+#endif
+
+LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
+                                        const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                                        int8_t *output)
+{
+    const int32_t span_h = p->dil_h * (p->k_h - 1), span_w = p->dil_w * (p->k_w - 1);
+    const int32_t pairs = LW_SIMD && p->depth_mult == 1 && p->in_c % 4 == 0;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        const int32_t rows_in = pairs && iy0 >= 0 && iy0 + span_h < p->in_h;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
             int8_t *out = output + (oy * p->out_w + ox) * p->out_c;
-            int32_t c = 0;
-            if (p->depth_mult == 1) {
-                for (; c + 4 <= p->in_c; c += 4) {
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                    for (int32_t ky = 0; ky < p->k_h; ++ky) {
-                        const int32_t iy = iy0 + p->dil_h * ky;
-                        if (iy < 0 || iy >= p->in_h) {
-                            continue;
-                        }
-                        for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t ix = ix0 + p->dil_w * kx;
-                            if (ix < 0 || ix >= p->in_w) {
-                                continue;
-                            }
-                            const int8_t *x = input + (iy * p->in_w + ix) * p->in_c + c;
-                            const int8_t *w = filter + (ky * p->k_w + kx) * p->out_c + c;
-                            a0 += (x[0] + off) * w[0];
-                            a1 += (x[1] + off) * w[1];
-                            a2 += (x[2] + off) * w[2];
-                            a3 += (x[3] + off) * w[3];
-                        }
+#if LW_SIMD
+            if (rows_in && ox + 1 < p->out_w && ix0 >= 0 && ix0 + p->stride_w + span_w < p->in_w) {
+                for (int32_t c = 0; c < p->in_c; c += 4) {
+                    int32_t a[8];
+                    for (int32_t j = 0; j < 4; ++j) {
+                        a[j] = a[j + 4] = bias_folded[c + j];
                     }
-                    out[c] = dw_finish(p, a0, bias, mult, shift, c);
-                    out[c + 1] = dw_finish(p, a1, bias, mult, shift, c + 1);
-                    out[c + 2] = dw_finish(p, a2, bias, mult, shift, c + 2);
-                    out[c + 3] = dw_finish(p, a3, bias, mult, shift, c + 3);
+                    dw_pair4(p, input, filter, iy0, ix0, c, a);
+                    for (int32_t j = 0; j < 4; ++j) {
+                        out[c + j] = dw_finish(p, a[j], mult, shift, c + j);
+                        out[p->out_c + c + j] = dw_finish(p, a[j + 4], mult, shift, c + j);
+                    }
                 }
+                ++ox; /* two pixels done */
+                continue;
             }
-            for (int32_t ic = c; ic < p->in_c; ++ic) {
+            if (pairs) { /* a border pixel: four channels at a time, zero point outside */
+                const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
+                for (int32_t c = 0; c < p->in_c; c += 4) {
+                    int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
+                    dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
+                    for (int32_t j = 0; j < 4; ++j) {
+                        out[c + j] = dw_finish(p, a[j], mult, shift, c + j);
+                    }
+                }
+                continue;
+            }
+#else
+            (void)rows_in;
+            (void)span_w;
+#endif
+            for (int32_t ic = 0; ic < p->in_c; ++ic) {
                 for (int32_t m = 0; m < p->depth_mult; ++m) {
                     const int32_t oc = ic * p->depth_mult + m;
-                    out[oc] = dw_finish(p, dw_one(p, input, filter, iy0, ix0, ic, oc), bias, mult, shift, oc);
+                    out[oc] = dw_finish(p, bias_folded[oc] + dw_one(p, input, filter, iy0, ix0, ic, oc), mult, shift,
+                                        oc);
                 }
             }
         }
@@ -90,8 +156,8 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
 
 #ifndef LW_KERNEL_INLINE_ONLY
 void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *output)
+                  const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *output)
 {
-    lw_dwconv_s8_impl(p, input, filter, bias, mult, shift, output);
+    lw_dwconv_s8_impl(p, input, filter, bias_folded, mult, shift, output);
 }
 #endif
