@@ -148,6 +148,25 @@ static inline int32_t lw_mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return lw_rdbpot(lw_srdhm_pos(lw_shl(x, left), multiplier), right);
 }
 
+/* clamp v to [lo, hi], a sub-range of int8: one SSAT with the DSP extension, then only the
+ * bounds that are tighter than int8 (none, for a layer without activation, once lo and hi are
+ * the layer's constants) */
+static inline int32_t lw_clamp_s8(int32_t v, int32_t lo, int32_t hi)
+{
+#if LW_DSP
+    v = __ssat(v, 8);
+#else
+    v = LW_CLAMP(v, -128, 127);
+#endif
+    if (lo > -128) {
+        v = LW_MAX(v, lo);
+    }
+    if (hi < 127) {
+        v = LW_MIN(v, hi);
+    }
+    return v;
+}
+
 /* lw_mbqm for the layers where the compiler proved it safe (lowered "rq_fast"): every shift
  * is <= -1 (no left shift) and |x| < 2^30. Then srdhm(x, m) is SMMULR(2x, m) and the rounding
  * divide by 2^e (ties away from zero) is (r + 2^(e-1) - (r < 0)) >> e, with no overflow. Exactly

@@ -40,7 +40,7 @@ LW_ALWAYS_INLINE void conv_gather(const lw_conv_params_t *p, const int8_t *input
 LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, int32_t m, int32_t s)
 {
     acc = lw_requant(acc, m, s, p->rq_fast) + p->out_offset;
-    return (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
+    return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
 LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *input, const int8_t *weights,

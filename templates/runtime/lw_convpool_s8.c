@@ -27,7 +27,7 @@
 LW_ALWAYS_INLINE int32_t cp_conv(const lw_convpool_params_t *p, int32_t acc, int32_t m, int32_t s)
 {
     acc = lw_requant(acc, m, s, p->rq_fast) + p->out_offset;
-    return LW_CLAMP(acc, p->act_min, p->act_max);
+    return lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
 /* the pooled output from the pooled value v: the average's rounding division, the pool's clamp */

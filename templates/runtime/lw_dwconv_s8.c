@@ -11,10 +11,10 @@
  * TFLite skips the taps outside the input; here they read the input zero point instead, whose
  * offset-corrected value (x + in_offset) is 0, so the sum is the same and the offset can be
  * folded into bias_folded: acc = bias_folded + sum of raw x * w. With the SIMD path, depth
- * multiplier 1 and in_c % 4 == 0, two horizontally adjacent output pixels inside the input are
- * computed together, four channels at a time: each tap is one word of weights (SXTB16 into
- * channel pairs) used for both pixels, multiply-accumulated per channel with SMLABB/SMLATT.
- * Everything else (borders, other shapes, the portable build) goes through dw_one.
+ * multiplier 1 and in_c % 4 == 0, four channels are computed at a time: each tap is one word of
+ * input and one of weights, unpacked into channel pairs (SXTB16) and multiply-accumulated per
+ * channel (SMLABB/SMLATT); windows inside the input without bounds checks, border windows with
+ * the zero point for outside taps. Other shapes and the portable build go through dw_one.
  */
 #include "lw_kernels.h"
 
@@ -22,7 +22,7 @@ LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, cons
                                   const int32_t *shift, int32_t oc)
 {
     acc = lw_requant(acc, mult[oc], shift[oc], p->rq_fast) + p->out_offset;
-    return (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
+    return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
 /* raw sum of x * w for output channel oc (input channel ic) at the window whose top-left tap is
@@ -45,12 +45,14 @@ LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input
 }
 
 #if LW_SIMD
-/* channels c..c+3 of two output pixels whose windows start at (iy0, ix0) and (iy0, ix0 +
- * stride_w), both inside the input: a[0..3] pixel 0, a[4..7] pixel 1 */
-LW_ALWAYS_INLINE void dw_pair4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                               int32_t iy0, int32_t ix0, int32_t c, int32_t a[8])
+/* channels c..c+3 of one output pixel whose window, starting at (iy0, ix0), lies inside the
+ * input: a[0..3]. Four accumulators, two unpacked weight and two unpacked input pairs: no spills. */
+LW_ALWAYS_INLINE void dw_in4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
+                             int32_t ix0, int32_t c, int32_t a[4])
 {
-    const int32_t step = p->stride_w * p->in_c;
+    const int8_t *x0 = input + (iy0 * p->in_w + ix0) * p->in_c + c;
+    const int8_t *f = filter + c;
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 8
 #endif
@@ -59,22 +61,20 @@ LW_ALWAYS_INLINE void dw_pair4(const lw_dwconv_params_t *p, const int8_t *input,
 #pragma GCC unroll 8
 #endif
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
-            const int8_t *x = input + ((iy0 + p->dil_h * ky) * p->in_w + ix0 + p->dil_w * kx) * p->in_c + c;
-            const int32_t wv = lw_load32(filter + (ky * p->k_w + kx) * p->out_c + c);
+            const int32_t u = lw_load32(x0 + (p->dil_h * ky * p->in_w + p->dil_w * kx) * p->in_c);
+            const int32_t wv = lw_load32(f + (ky * p->k_w + kx) * p->out_c);
             const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
-            const int32_t u = lw_load32(x), v = lw_load32(x + step);
             const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
-            const int32_t v02 = lw_sxtb16(v), v13 = lw_sxtb16_ror8(v);
-            a[0] = lw_smlabb(u02, w02, a[0]);
-            a[1] = lw_smlabb(u13, w13, a[1]);
-            a[2] = lw_smlatt(u02, w02, a[2]);
-            a[3] = lw_smlatt(u13, w13, a[3]);
-            a[4] = lw_smlabb(v02, w02, a[4]);
-            a[5] = lw_smlabb(v13, w13, a[5]);
-            a[6] = lw_smlatt(v02, w02, a[6]);
-            a[7] = lw_smlatt(v13, w13, a[7]);
+            a0 = lw_smlabb(u02, w02, a0);
+            a1 = lw_smlabb(u13, w13, a1);
+            a2 = lw_smlatt(u02, w02, a2);
+            a3 = lw_smlatt(u13, w13, a3);
         }
     }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
 }
 
 /* channels c..c+3 of one output pixel whose window starts at (iy0, ix0), with taps outside the
@@ -82,21 +82,33 @@ LW_ALWAYS_INLINE void dw_pair4(const lw_dwconv_params_t *p, const int8_t *input,
 LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
                               int32_t ix0, int32_t c, int32_t zp4, int32_t a[4])
 {
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + p->dil_h * ky;
+        const int32_t row_in = iy >= 0 && iy < p->in_h;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + p->dil_w * kx;
-            const int32_t inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-            const int32_t u = inside ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c) : zp4;
+            const int32_t u = row_in && ix >= 0 && ix < p->in_w ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c)
+                                                                 : zp4;
             const int32_t wv = lw_load32(filter + (ky * p->k_w + kx) * p->out_c + c);
             const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
             const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
-            a[0] = lw_smlabb(u02, w02, a[0]);
-            a[1] = lw_smlabb(u13, w13, a[1]);
-            a[2] = lw_smlatt(u02, w02, a[2]);
-            a[3] = lw_smlatt(u13, w13, a[3]);
+            a0 = lw_smlabb(u02, w02, a0);
+            a1 = lw_smlabb(u13, w13, a1);
+            a2 = lw_smlatt(u02, w02, a2);
+            a3 = lw_smlatt(u13, w13, a3);
         }
     }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
 }
 #endif
 
@@ -113,19 +125,14 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
             int8_t *out = output + (oy * p->out_w + ox) * p->out_c;
 #if LW_SIMD
-            if (rows_in && ox + 1 < p->out_w && ix0 >= 0 && ix0 + p->stride_w + span_w < p->in_w) {
+            if (rows_in && ix0 >= 0 && ix0 + span_w < p->in_w) { /* inside: no bounds checks */
                 for (int32_t c = 0; c < p->in_c; c += 4) {
-                    int32_t a[8];
-                    for (int32_t j = 0; j < 4; ++j) {
-                        a[j] = a[j + 4] = bias_folded[c + j];
-                    }
-                    dw_pair4(p, input, filter, iy0, ix0, c, a);
+                    int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
+                    dw_in4(p, input, filter, iy0, ix0, c, a);
                     for (int32_t j = 0; j < 4; ++j) {
                         out[c + j] = dw_finish(p, a[j], mult, shift, c + j);
-                        out[p->out_c + c + j] = dw_finish(p, a[j + 4], mult, shift, c + j);
                     }
                 }
-                ++ox; /* two pixels done */
                 continue;
             }
             if (pairs) { /* a border pixel: four channels at a time, zero point outside */

@@ -16,7 +16,7 @@ LW_ALWAYS_INLINE void lw_fc_s8_impl(const lw_fc_params_t *p, const int8_t *input
     for (int32_t o = 0; o < p->out_n; ++o) {
         int32_t acc = bias_folded[o] + lw_dot_s8(input, weights + o * p->in_n, p->in_n);
         acc = lw_requant(acc, mult[o], shift[o], p->rq_fast) + p->out_offset;
-        output[o] = (int8_t)LW_CLAMP(acc, p->act_min, p->act_max);
+        output[o] = (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
     }
 }
 
