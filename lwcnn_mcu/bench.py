@@ -197,7 +197,7 @@ def machine() -> dict[str, Any]:
 
 def run_bench(*, board: str | None, port: str | None, model: str, dataset: str | None, data: str | None,
               labels: str | None, samples: int, layers: bool, progress: Any = None,
-              device_timeout: float = 5.0, via: Any = None) -> dict[str, Any]:
+              device_timeout: float = 5.0, via: Any = None, kernels: str = "auto") -> dict[str, Any]:
     """Build (for an emulated board), connect, stream inputs, and return the report."""
     from lwcnn_mcu import builder, compiler, hostrun, reference
     from lwcnn_mcu import verify as ver
@@ -212,7 +212,7 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix=f"lwcnn-bench-{bo.name}-"))
-        built = builder.build(bo.name, model, tmp / "fw", dataset=dataset)
+        built = builder.build(bo.name, model, tmp / "fw", dataset=dataset, kernels=kernels)
         c = built.compiled
     else:
         c = compiler.compile_model(model, dataset=dataset)
@@ -268,6 +268,7 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
     r: dict[str, Any] = {
         "tool": f"lwcnn-mcu {__version__}",
         "board": bo.name if emulated else (board or info.board),
+        "kernels": kernels if emulated else "as flashed",
         "device_board": info.board,
         "emulated": emulated,
         "model": str(c.source),

@@ -176,6 +176,8 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
 
 
 BoardOpt = Annotated[str, typer.Option("--board", help="a board from `lwcnn-mcu boards`")]
+KernelsOpt = Annotated[str, typer.Option(help="auto: SIMD kernels (SXTB16/SMLAD) on cores with the DSP extension, "
+                                              "else portable C; portable: the portable C kernels everywhere")]
 
 
 @app.command()
@@ -213,13 +215,14 @@ def build(board: BoardOpt = "qemu-m4",
           builder: Annotated[str, typer.Option(
               help="auto (PlatformIO when its ststm32 platform is installed, else make), make (system "
                    "arm-none-eabi-gcc) or pio")] = "auto",
+          kernels: KernelsOpt = "auto",
           as_json: JsonOpt = False) -> None:
     """Build the firmware (ELF and BIN) for a board and report flash and RAM against its limits."""
     from lwcnn_mcu import builder as fw
 
     console = _out(as_json)
     with console.status(f"building firmware for {board}...", spinner="dots"):
-        b = fw.build(board, model, out, dataset=dataset, calib=calib, builder=builder)
+        b = fw.build(board, model, out, dataset=dataset, calib=calib, builder=builder, kernels=kernels)
     r = b.report()
     if as_json:
         _emit_json(r)
@@ -305,6 +308,7 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
           layers: Annotated[bool, typer.Option("--layers", help="also time every layer on the device")] = False,
           plot: Annotated[Path | None, typer.Option(help="write a PNG: latency histogram, trace, layers")] = None,
           save: Annotated[bool, typer.Option(help="append the result to benchmarks/results/")] = True,
+          kernels: KernelsOpt = "auto",
           as_json: JsonOpt = False) -> None:
     """Latency and on-target accuracy over the serial port, every output checked against the host C."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -319,7 +323,7 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
                   console=err, transient=True) as prog:
         task = prog.add_task("building and connecting", total=samples)
         r = b.run_bench(board=board, port=port, model=model, dataset=dataset, data=data, labels=labels,
-                        samples=samples, layers=layers,
+                        samples=samples, layers=layers, kernels=kernels,
                         progress=lambda i, n: prog.update(task, completed=i, description="inferences on the device"))
     if save:
         r["saved_to"] = str(b.save_result(r))

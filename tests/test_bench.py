@@ -71,6 +71,45 @@ def test_bench_end_to_end(board, model, tmp_path, monkeypatch):  # noqa: ANN001
     assert saved.is_file() and '"commit"' in saved.read_text()
 
 
+@pytest.fixture(scope="module")
+def kernel_mix(keras, tmp_path_factory) -> str:  # noqa: ANN001
+    """A model that takes every specialised kernel path: conv with 3 and 8 input channels, conv +
+    max and average pooling, depthwise 3x3 (4k channels, stride 1 and 2, borders), 1x1 read in
+    place, an odd output-channel count, a residual add, global average pooling, dense."""
+    from tests.conftest import compile_keras
+
+    L = keras.layers
+    inp = keras.Input((15, 14, 3))
+    x = L.MaxPooling2D(2)(L.Conv2D(8, 3, padding="same", activation="relu")(inp))
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = L.Conv2D(8, 1, activation="relu")(y)
+    x = L.Add()([x, y])
+    x = L.DepthwiseConv2D(3, strides=2, padding="same")(x)
+    x = L.AveragePooling2D(2, padding="same")(L.Conv2D(7, 3, padding="same", activation="relu")(x))
+    out = L.Dense(10)(L.GlobalAveragePooling2D()(L.Conv2D(12, 1)(x)))
+    m = keras.Model(inp, out)
+    randomize(m, seed=5)
+    d = tmp_path_factory.mktemp("mix")
+    c = compile_keras(m, d, seed=5)
+    (d / "mix.tflite").write_bytes(c.tflite)
+    return str(d / "mix.tflite")
+
+
+@pytest.mark.parametrize("kernels", ["auto", "portable"])
+def test_dsp_and_portable_kernels_on_the_emulated_m4(kernel_mix, kernels, tmp_path, monkeypatch):  # noqa: ANN001
+    """The Cortex-M4 build with the DSP (SXTB16/SMLAD/SMLABB) kernels and the portable C build both
+    give, on the emulated core, exactly the bytes of the host C - which equals TFLite Micro."""
+    from lwcnn_mcu import compiler, hostrun, reference
+
+    monkeypatch.chdir(tmp_path)
+    r = bench.run_bench(board="qemu-m4", port=None, model=kernel_mix, dataset=None, data=None, labels=None,
+                        samples=24, layers=False, kernels=kernels)
+    assert r["kernels"] == kernels and r["agree_with_host"] == 24 and r["transport_errors"] == 0
+    c = compiler.compile_model(kernel_mix)
+    x = np.random.default_rng(0).integers(-128, 128, (24, c.graph.input.size)).astype(np.int8)
+    assert np.array_equal(hostrun.build_host(c.gen.files).run(x), reference.tflm_run(c.tflite, x, c.graph.input.shape))
+
+
 class FaultyProxy:
     """TCP proxy that drops, corrupts and delays bytes in both directions (seeded, bounded)."""
 
