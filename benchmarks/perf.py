@@ -184,7 +184,8 @@ def main() -> None:
 
     for r in rows:
         md.append(f"| {r['model']} | {r['macs']:,} | {r['instructions_dsp']:,.0f} | "
-                  f"{r['instructions_per_mac_dsp']:.2f} | {r['instructions_portable']:,.0f} | {r['instructions_per_mac_portable']:.2f} | "
+                  f"{r['instructions_per_mac_dsp']:.2f} | {r['instructions_portable']:,.0f} | "
+                  f"{r['instructions_per_mac_portable']:.2f} | "
                   f"{num(r.get('anchor_cmsis_nn_dsp_o3'))} | {num(r.get('anchor_cmsis_nn_os'))} | "
                   f"{num(r.get('anchor_tflm_reference'))} | {num(r.get('anchor_target'))} | {r['arena_bytes']:,} | "
                   f"{r['tflm_arena_head']:,} / {r['tflm_arena_total']:,} | {r['arena_ratio']:.2f} | "
