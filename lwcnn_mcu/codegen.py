@@ -80,6 +80,12 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
         names["weights"] = f"lw_w{k}"
         wdata = w.data.astype(np.int64)
         layout = f"weights {list(w.shape)}"
+        if isinstance(op, ir.Conv2D) and op.lowered["in_place"]:
+            names["pad_row"] = f"lw_z{k}"
+            arrays.append(CArray(f"lw_z{k}", "int8_t", [-int(op.lowered["in_offset"])] * int(op.lowered["in_c"]),
+                                 f"{op.name}: the input zero point, read for taps outside the input"))
+        elif isinstance(op, ir.Conv2D):
+            names["pad_row"] = "NULL"
         if isinstance(op, ir.Conv2D | ir.ConvPool):
             wdata = ir.conv_weight_layout(wdata, int(op.lowered["row4"]))
             layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "

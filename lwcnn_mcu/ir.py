@@ -89,6 +89,11 @@ class Op:
         """Multiply-accumulates (convolutions and dense layers only, as MLPerf Tiny counts them)."""
         return 0
 
+    def overlap_offset(self, g: Graph) -> int | None:
+        """For an op that streams its input pixel by pixel into its output (see the planner): the
+        byte offset at which its input may start inside its output's buffer; None if it cannot."""
+        return None
+
     # True: the generated model #includes the kernel source and its body is inlined at the call
     # with the layer's static const parameters, so the compiler specialises it to the shapes.
     INLINE: ClassVar[bool] = False
@@ -192,7 +197,7 @@ class Conv2D(Op):
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
                                                           "act_min", "act_max", "row4", "patch_len", "rq_fast",
-                                                          "rq_mono")
+                                                          "rq_mono", "in_place")
 
     def lower(self, g: Graph) -> Op:
         """row4: one kernel row (k_w x in_c) rounded up to 4 bytes; patch_len = k_h * row4. Weights
@@ -207,6 +212,10 @@ class Conv2D(Op):
         lw.update(row4=row4, patch_len=kh * row4)
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], in_offset=-x.zero_point,
                   out_offset=y.zero_point, mult=mults, shift=shifts, **_act(g, self.outputs[0], self.activation))
+        # in_place: with 4k input channels and no horizontal dilation every kernel row of a window is
+        # whole words of the input, so windows are read where they are (taps outside read pad_row,
+        # a row of zero points in flash): no patch buffer in RAM.
+        lw.update(in_place=int(ic % 4 == 0 and self.dilation[1] == 1))
         op = dataclasses.replace(self, lowered=lw)
         return dataclasses.replace(op, lowered={**lw, **_requant_flags(g, op, 128)})
 
@@ -221,9 +230,24 @@ class Conv2D(Op):
         return lw["k_h"] == 1 and lw["k_w"] == 1 and lw["in_c"] == lw["patch_len"] and lw["pad_top"] == 0 \
             and lw["pad_left"] == 0
 
+    def overlap_offset(self, g: Graph) -> int | None:
+        """A 1x1 stride-1 unpadded convolution read in place computes output pixels in pairs (i, i+1)
+        in order, reading only input pixels i and i+1 meanwhile. With the input at offset D of the
+        output buffer, writing pixels <= i+1 (up to oc*(i+2)) must not reach input pixel i (at
+        D + ic*i): D >= oc*(i+2) - ic*i for every pair, largest at the first or the last pair."""
+        lw = self.lowered
+        if not (lw["in_place"] and lw["k_h"] == lw["k_w"] == 1 and lw["stride_h"] == lw["stride_w"] == 1
+                and lw["pad_top"] == lw["pad_left"] == 0 and lw["in_h"] == lw["out_h"] and lw["in_w"] == lw["out_w"]):
+            return None
+        ic, oc, n = int(lw["in_c"]), int(lw["out_c"]), int(lw["out_h"] * lw["out_w"])
+        last = (n - 1) // 2 * 2
+        d = max(oc * (i + 2) - ic * i for i in (0, last))
+        return (d + 3) // 4 * 4
+
     def scratch_bytes(self) -> int:
-        """Two patches: the 2x2 register tile computes two output pixels at once."""
-        return 0 if self.direct() else 2 * int(self.lowered["patch_len"])
+        """Two patches (the 2x2 register tile computes two output pixels at once); none when the
+        windows are read in place."""
+        return 0 if self.lowered["in_place"] else 2 * int(self.lowered["patch_len"])
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,18 @@ Algorithm
 2. **Aliases.** Tensors that must or may hold the same bytes are merged into one *buffer*:
    a RESHAPE's output is its input under another shape (always merged; zero cost); an op that
    may work in place (ADD, SOFTMAX, QUANTIZE/RELU: ``Op.INPLACE_INPUT``) writes over its input
-   when that input's buffer dies at this op and has the same size. A buffer's lifetime is the
-   union of its tensors'. Buffers holding the caller's input are never written to; a RESHAPE from
-   the caller's input straight to the caller's output stays a copy.
+   when that input's buffer dies at this op and has the same size. A pointwise op that streams
+   pixel by pixel (a 1x1 stride-1 CONV_2D read in place: ``Op.overlap_offset``) writes its output
+   over its dying input when the input starts D bytes into the output's buffer, D chosen so that
+   no output pixel lands on an input pixel not yet read; the buffer is then max(out, D + in)
+   bytes instead of out + in. A buffer's lifetime is the union of its tensors'. Buffers holding
+   the caller's input are never written to; a RESHAPE from the caller's input straight to the
+   caller's output stays a copy.
 3. **Placement (greedy, several orders).** Buffers are taken in an order and each is put at the
-   lowest 4-byte-aligned offset where it overlaps, in address, no already-placed buffer whose
-   lifetime overlaps its own. TFLite Micro's GreedyMemoryPlanner uses one order (largest
-   first); we try the few in ``ORDERS`` (largest first, first written first, largest
+   lowest 4-byte-aligned offset where none of its tensors overlaps, in address, a tensor of an
+   already-placed buffer whose lifetime overlaps its own (tensor by tensor, so the free head of an
+   overlapping buffer can hold something else while only its tail is live). TFLite Micro's
+   GreedyMemoryPlanner uses one order (largest first); we try the few in ``ORDERS`` (largest first, first written first, largest
    size x lifetime first, longest-lived first) and keep the smallest arena. Still a heuristic:
    the problem is NP-hard and no order is optimal on every graph.
    A kernel's scratch buffer (``Op.scratch_bytes``: the convolution's gathered patch) is placed
@@ -76,7 +81,8 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-_Group = tuple[int, list[int], int, tuple[int, int]]  # root, member tensors, bytes, lifetime
+#: root, member tensors, bytes, lifetime, parts: (offset in the buffer, bytes, lifetime) per member
+_Group = tuple[int, list[int], int, tuple[int, int], list[tuple[int, int, tuple[int, int]]]]
 
 #: Placement orders tried (step 3); the one giving the smallest arena wins.
 ORDERS = (
@@ -88,19 +94,26 @@ ORDERS = (
 
 
 def _place(groups: list[_Group]) -> tuple[int, dict[int, int]]:
-    placed: list[tuple[int, int, tuple[int, int]]] = []  # (offset, size, lifetime)
+    """Lowest aligned offset per buffer such that none of its parts overlaps, in address and
+    lifetime, a part of a buffer placed before it (parts of one buffer may overlap each other)."""
+    placed: list[tuple[int, int, tuple[int, int]]] = []  # (offset, size, lifetime) of placed parts
     offsets: dict[int, int] = {}
     arena = 0
-    for root, _members, size, (first, last) in groups:
-        conflicts = sorted((off, sz) for off, sz, (f, lst) in placed if not (lst < first or last < f))
-        offset = 0
-        for off, sz in conflicts:
-            if offset + size <= off:
-                break
-            offset = max(offset, _align(off + sz))
-        placed.append((offset, size, (first, last)))
-        offsets[root] = offset
-        arena = max(arena, offset + size)
+    for root, _members, _size, _life, parts in groups:
+        forbidden = []  # buffer offsets x in [lo, hi) would overlap a placed part
+        for rel, size, (first, last) in parts:
+            for off, sz, (f, lst) in placed:
+                if not (lst < first or last < f):
+                    forbidden.append((off - rel - size + 1, off + sz - rel))
+        x, moved = 0, True
+        while moved:
+            moved = False
+            for lo, hi in forbidden:
+                if lo <= x < hi:
+                    x, moved = _align(hi), True
+        placed += [(x + rel, size, lf) for rel, size, lf in parts]
+        offsets[root] = x
+        arena = max(arena, max(x + rel + size for rel, size, _lf in parts))
     return arena, offsets
 
 
@@ -152,6 +165,22 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
             continue
         groups.union(dst, src)
 
+    member_off: dict[int, int] = {}  # a tensor's offset inside its buffer (overlapping aliases)
+    for k, op in enumerate(g.ops):
+        d = op.overlap_offset(g)
+        if d is None:
+            continue
+        src, dst = op.inputs[0], op.outputs[0]
+        if g.t(src).is_const or in_root(src) or out_root(src) or out_root(dst):
+            continue
+        rs, rd = groups.find(src), groups.find(dst)
+        if rs == rd or group_life(rs)[1] != k:
+            continue
+        for t in list(life):
+            if groups.find(t) == rs:
+                member_off[t] = member_off.get(t, 0) + d
+        groups.union(src, dst)
+
     roots: dict[int, list[int]] = {}
     for tid in life:
         roots.setdefault(groups.find(tid), []).append(tid)
@@ -164,19 +193,21 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
         elif any(m in g.outputs for m in members):
             placements.update({m: Placement("output") for m in members})
         else:
-            size = max(g.t(m).nbytes for m in members)
-            arena_groups.append((root, members, size, group_life(root)))
+            parts = [(member_off.get(m, 0), g.t(m).nbytes, life[m]) for m in members]
+            size = max(rel + sz for rel, sz, _lf in parts)
+            arena_groups.append((root, members, size, group_life(root), parts))
 
     for k, op in enumerate(g.ops):  # kernel scratch: a buffer that lives during its op only
         if op.scratch_bytes():
-            arena_groups.append((-1000 - k, [], _align(op.scratch_bytes()), (k, k)))
+            sz = _align(op.scratch_bytes())
+            arena_groups.append((-1000 - k, [], sz, (k, k), [(0, sz, (k, k))]))
     best: tuple[int, dict[int, int]] | None = None
     for order in ORDERS:
         arena, offsets = _place(sorted(arena_groups, key=order))
         if best is None or arena < best[0]:
             best = (arena, offsets)
     arena, offsets = best if best is not None else (0, {})
-    for root, members, _size, _life in arena_groups:
-        placements.update({m: Placement("arena", offsets[root]) for m in members})
-    scratch = {-1000 - root: offsets[root] for root, _m, _s, _l in arena_groups if root <= -1000}
+    for root, members, _size, _life, _parts in arena_groups:
+        placements.update({m: Placement("arena", offsets[root] + member_off.get(m, 0)) for m in members})
+    scratch = {-1000 - root: offsets[root] for root, _m, _s, _l, _p in arena_groups if root <= -1000}
     return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life, scratch)

@@ -206,41 +206,47 @@ static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)
  * row at w[8k], of the second at w[8k + 4]; see ir.conv_weight_layout). a[0], a[1]: pixel 0 with
  * rows 0, 1; a[2], a[3]: pixel 1. Each loaded word is sign-extended once and used twice: 8 SMLAD
  * (16 MACs) per 4 loads + 8 SXTB16. */
+static inline void lw_mac_2x2_step(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t *a00, int32_t *a01,
+                                   int32_t *a10, int32_t *a11)
+{
+#if LW_SIMD
+    const int32_t p = lw_load32(x0), q = lw_load32(x1);
+    const int32_t p0 = lw_sxtb16(p), p1 = lw_sxtb16_ror8(p);
+    const int32_t q0 = lw_sxtb16(q), q1 = lw_sxtb16_ror8(q);
+    int32_t wv = lw_load32(w);
+    int32_t w0 = lw_sxtb16(wv), w1 = lw_sxtb16_ror8(wv);
+    *a00 = lw_smlad(p1, w1, lw_smlad(p0, w0, *a00));
+    *a10 = lw_smlad(q1, w1, lw_smlad(q0, w0, *a10));
+    wv = lw_load32(w + 4);
+    w0 = lw_sxtb16(wv);
+    w1 = lw_sxtb16_ror8(wv);
+    *a01 = lw_smlad(p1, w1, lw_smlad(p0, w0, *a01));
+    *a11 = lw_smlad(q1, w1, lw_smlad(q0, w0, *a11));
+#else
+    for (int32_t j = 0; j < 4; ++j) {
+        *a00 += x0[j] * w[j];
+        *a01 += x0[j] * w[4 + j];
+        *a10 += x1[j] * w[j];
+        *a11 += x1[j] * w[4 + j];
+    }
+#endif
+}
+
 static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t n, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-#if LW_SIMD
+    if (n <= 8) { /* a few words: fully unrolled once n is a constant */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
+#pragma GCC unroll 2
 #endif
-    for (int32_t i = 0; i < n; i += 4, x0 += 4, x1 += 4, w += 8) {
-        const int32_t p = lw_load32(x0), q = lw_load32(x1);
-        const int32_t p0 = lw_sxtb16(p), p1 = lw_sxtb16_ror8(p);
-        const int32_t q0 = lw_sxtb16(q), q1 = lw_sxtb16_ror8(q);
-        int32_t wv = lw_load32(w);
-        int32_t w0 = lw_sxtb16(wv), w1 = lw_sxtb16_ror8(wv);
-        a00 = lw_smlad(p0, w0, a00);
-        a00 = lw_smlad(p1, w1, a00);
-        a10 = lw_smlad(q0, w0, a10);
-        a10 = lw_smlad(q1, w1, a10);
-        wv = lw_load32(w + 4);
-        w0 = lw_sxtb16(wv);
-        w1 = lw_sxtb16_ror8(wv);
-        a01 = lw_smlad(p0, w0, a01);
-        a01 = lw_smlad(p1, w1, a01);
-        a11 = lw_smlad(q0, w0, a11);
-        a11 = lw_smlad(q1, w1, a11);
-    }
-#else
-    for (int32_t i = 0; i < n; i += 4, w += 8) {
-        for (int32_t j = 0; j < 4; ++j) {
-            a00 += x0[i + j] * w[j];
-            a01 += x0[i + j] * w[4 + j];
-            a10 += x1[i + j] * w[j];
-            a11 += x1[i + j] * w[4 + j];
+        for (int32_t i = 0; i < n; i += 4) {
+            lw_mac_2x2_step(x0 + i, x1 + i, w + 2 * i, &a00, &a01, &a10, &a11);
+        }
+    } else {
+        for (int32_t i = 0; i < n; i += 4, x0 += 4, x1 += 4, w += 8) {
+            lw_mac_2x2_step(x0, x1, w, &a00, &a01, &a10, &a11);
         }
     }
-#endif
     a[0] = a00;
     a[1] = a01;
     a[2] = a10;
