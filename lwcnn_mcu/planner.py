@@ -20,8 +20,9 @@ Algorithm
    already-placed buffer whose lifetime overlaps its own (tensor by tensor, so the free head of an
    overlapping buffer can hold something else while only its tail is live). TFLite Micro's
    GreedyMemoryPlanner uses one order (largest first); we try the few in ``ORDERS`` (largest
-   first, first written first, largest size x lifetime first, longest-lived first) and keep the smallest arena. Still a heuristic:
-   the problem is NP-hard and no order is optimal on every graph.
+   first, first written first, largest size x lifetime first, longest-lived first) and keep the
+   smallest arena. Still a heuristic: the problem is NP-hard and no order is optimal on every
+   graph.
    A kernel's scratch buffer (``Op.scratch_bytes``: the convolution's gathered patch) is placed
    the same way, as a buffer that lives during its op only.
 4. ``arena_bytes`` is the highest end offset: the exact size of the C arena, scratch included. No
