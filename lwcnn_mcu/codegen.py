@@ -102,6 +102,10 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
         names["mult"], names["shift"] = f"lw_m{k}", f"lw_s{k}"
         arrays.append(CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"))
         arrays.append(CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
+        if "rnd" in op.lowered and not isinstance(op, ir.FullyConnected):
+            names["rnd"] = f"lw_r{k}"
+            arrays.append(CArray(f"lw_r{k}", "int32_t", list(op.lowered["rnd"]),
+                                 f"{op.name}: rounding + output offset << -shift (fast requantization)"))
     elif isinstance(op, ir.Add | ir.Mul):
         for j, tid in enumerate(op.inputs):
             if g.t(tid).is_const:

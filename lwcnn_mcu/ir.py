@@ -150,7 +150,8 @@ def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
     could wrap): max-pooling may take the max of raw accumulators and requantize once.
     rq_fast: also every shift <= -1 and |accumulator| < 2^30 for every possible input, bounded
     from the weights: |bias'| + x_range * sum|w| per channel (x_range 128 when the kernel
-    accumulates raw int8 with the input offset folded into the bias, as all kernels do now)."""
+    accumulates raw int8 with the input offset folded into the bias, as all kernels do now), and
+    |rnd| < 2^30; rnd: per channel, 2^(e-1) + out_offset * 2^e with e = -shift (lw_requant_out)."""
     lw = op.lowered
     shifts = list(lw["shift"])
     w = g.t(op.inputs[1]).data.astype(np.int64)
@@ -159,8 +160,13 @@ def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
     if x_range == 128:
         b = b + int(lw["in_offset"]) * per_channel.sum(axis=1)
     bound = int((np.abs(b) + x_range * np.abs(per_channel).sum(axis=1)).max())
-    return {"rq_mono": int(all(s <= 0 for s in shifts)),
-            "rq_fast": int(all(s <= -1 for s in shifts) and bound < (1 << 30))}
+    # rnd: the rounding half and the output offset, pre-shifted: (r + sgn + rnd) >> e equals
+    # ((r + sgn + 2^(e-1)) >> e) + out_offset, exactly, while |r| + |rnd| < 2^31
+    off = int(lw["out_offset"])
+    rnd = [(1 << (-s - 1)) + (off << -s) if s <= -1 else 0 for s in shifts]
+    fast = all(s <= -1 for s in shifts) and bound < (1 << 30) and all(abs(r) < (1 << 30) for r in rnd)
+    return {"rq_mono": int(all(s <= 0 for s in shifts)), "rq_fast": int(fast),
+            "rnd": rnd if fast else [0] * len(shifts)}
 
 
 def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:
@@ -276,7 +282,8 @@ class DepthwiseConv2D(Op):
                   in_offset=-x.zero_point, out_offset=y.zero_point, mult=mults, shift=shifts,
                   **_act(g, self.outputs[0], self.activation))
         op = dataclasses.replace(self, lowered=lw)
-        return dataclasses.replace(op, lowered={**lw, "rq_fast": _requant_flags(g, op, 128)["rq_fast"]})
+        fl = _requant_flags(g, op, 128)
+        return dataclasses.replace(op, lowered={**lw, "rq_fast": fl["rq_fast"], "rnd": fl["rnd"]})
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])

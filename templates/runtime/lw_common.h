@@ -181,6 +181,18 @@ static inline int32_t lw_requant(int32_t x, int32_t multiplier, int32_t shift, i
     return lw_mbqm(x, multiplier, shift);
 }
 
+/* lw_requant(x, ...) + out_offset. Fast path: rnd = 2^(e-1) + out_offset * 2^e (e = -shift),
+ * precomputed per channel, so the offset costs nothing: (r - (r < 0) + rnd) >> e. */
+static inline int32_t lw_requant_out(int32_t x, int32_t multiplier, int32_t shift, int32_t rnd, int32_t fast,
+                                     int32_t out_offset)
+{
+    if (fast) {
+        const int32_t r = lw_smmulr(x * 2, multiplier);
+        return (r + (r < 0 ? -1 : 0) + rnd) >> -shift;
+    }
+    return lw_mbqm(x, multiplier, shift) + out_offset;
+}
+
 /* sum of x[i] * w[i] over n int8 pairs. SIMD: four pairs per step, sign-extended in halfword
  * pairs (SXTB16) and multiply-accumulated two at a time (SMLAD). */
 static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)

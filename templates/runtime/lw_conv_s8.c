@@ -14,6 +14,7 @@
  *                   pairs of rows word-interleaved, an odd last row plain (ir.conv_weight_layout)
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's weights
  * mult        [in]  out_c fixed-point multipliers in [2^30, 2^31); shift [in] out_c shifts in [-31, 30]
+ * rnd         [in]  out_c int32: 2^(-shift-1) + out_offset * 2^-shift (used when rq_fast)
  * pad_row     [in]  in_place: in_c bytes of the input zero point (read for taps outside the input);
  *                   else NULL
  * scratch     [-]   2 * patch_len bytes, 4-byte aligned (two patches, word-interleaved); NULL when
@@ -23,31 +24,38 @@
  */
 #include "lw_kernels.h"
 
-/* acc[0..3] += the windows of output pixels i and j (read in place, in_place mode) times a pair of
- * weight rows: whole kernel rows where both windows' rows are inside the input, else tap by tap
- * with pad_row (in_c zero points) for taps outside */
-LW_ALWAYS_INLINE void conv_in_place(const lw_conv_params_t *p, const int8_t *input, int32_t i, int32_t j,
-                                    const int8_t *w, const int8_t *pad_row, int32_t a[4])
+/* acc[0..3] += the windows of two output pixels (read in place, in_place mode; top-left taps
+ * (iy0, ix0) and (iy1, ix1)) times a pair of weight rows: whole kernel rows when both windows lie
+ * inside the input (inside != 0), else tap by tap with pad_row (in_c zero points) outside */
+LW_ALWAYS_INLINE void conv_in_place(const lw_conv_params_t *p, const int8_t *input, int32_t iy0, int32_t ix0,
+                                    int32_t iy1, int32_t ix1, int32_t inside, const int8_t *w, const int8_t *pad_row,
+                                    int32_t a[4])
 {
-    const int32_t iy0 = (i / p->out_w) * p->stride_h - p->pad_top, ix0 = (i % p->out_w) * p->stride_w - p->pad_left;
-    const int32_t iy1 = (j / p->out_w) * p->stride_h - p->pad_top, ix1 = (j % p->out_w) * p->stride_w - p->pad_left;
-    const int32_t cols_in = ix0 >= 0 && ix0 + p->k_w <= p->in_w && ix1 >= 0 && ix1 + p->k_w <= p->in_w;
+    if (inside) {
+        const int8_t *xa = input + (iy0 * p->in_w + ix0) * p->in_c, *xb = input + (iy1 * p->in_w + ix1) * p->in_c;
+        for (int32_t ky = 0; ky < p->k_h; ++ky) {
+            const int32_t off = p->dil_h * ky * p->in_w * p->in_c;
+            lw_mac_2x2_s8(xa + off, xb + off, w + 2 * ky * p->row4, p->row4, a);
+        }
+        return;
+    }
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t ya = iy0 + p->dil_h * ky, yb = iy1 + p->dil_h * ky;
-        const int8_t *wr = w + 2 * ky * p->row4;
-        if (cols_in && ya >= 0 && ya < p->in_h && yb >= 0 && yb < p->in_h) {
-            lw_mac_2x2_s8(input + (ya * p->in_w + ix0) * p->in_c, input + (yb * p->in_w + ix1) * p->in_c, wr,
-                          p->row4, a);
-            continue;
-        }
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t xa = ix0 + kx, xb = ix1 + kx;
             const int32_t in_a = ya >= 0 && ya < p->in_h && xa >= 0 && xa < p->in_w;
             const int32_t in_b = yb >= 0 && yb < p->in_h && xb >= 0 && xb < p->in_w;
             lw_mac_2x2_s8(in_a ? input + (ya * p->in_w + xa) * p->in_c : pad_row,
-                          in_b ? input + (yb * p->in_w + xb) * p->in_c : pad_row, wr + 2 * kx * p->in_c, p->in_c, a);
+                          in_b ? input + (yb * p->in_w + xb) * p->in_c : pad_row, w + 2 * (ky * p->row4 + kx * p->in_c),
+                          p->in_c, a);
         }
     }
+}
+
+/* is the window with top-left tap (iy, ix) entirely inside the input? */
+LW_ALWAYS_INLINE int32_t conv_inside(const lw_conv_params_t *p, int32_t iy, int32_t ix)
+{
+    return iy >= 0 && iy + p->dil_h * (p->k_h - 1) < p->in_h && ix >= 0 && ix + p->k_w <= p->in_w;
 }
 
 /* gather output pixel pix's window into slot s of the interleaved pair of patches */
@@ -60,19 +68,23 @@ LW_ALWAYS_INLINE void conv_gather(const lw_conv_params_t *p, const int8_t *input
                       s);
 }
 
-LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, int32_t m, int32_t s)
+LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const int32_t *mult, const int32_t *shift,
+                                  const int32_t *rnd, int32_t oc)
 {
-    acc = lw_requant(acc, m, s, p->rq_fast) + p->out_offset;
+    acc = lw_requant_out(acc, mult[oc], shift[oc], rnd[oc], p->rq_fast, p->out_offset);
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
 LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *input, const int8_t *weights,
                                       const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
-                                      const int8_t *pad_row, int8_t *scratch, int8_t *output)
+                                      const int32_t *rnd, const int8_t *pad_row, int8_t *scratch, int8_t *output)
 {
     const int32_t n = p->patch_len, npix = p->out_h * p->out_w, oc_n = p->out_c;
     for (int32_t i = 0; i < npix; i += 2) {
         const int32_t j = i + 1 < npix ? i + 1 : i; /* a lone last pixel is computed twice, stored once */
+        const int32_t iy0 = (i / p->out_w) * p->stride_h - p->pad_top, ix0 = (i % p->out_w) * p->stride_w - p->pad_left;
+        const int32_t iy1 = (j / p->out_w) * p->stride_h - p->pad_top, ix1 = (j % p->out_w) * p->stride_w - p->pad_left;
+        const int32_t inside = conv_inside(p, iy0, ix0) && conv_inside(p, iy1, ix1);
         if (!p->in_place) {
             conv_gather(p, input, i, scratch, 0);
             conv_gather(p, input, j, scratch, 1);
@@ -83,39 +95,36 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
         for (; oc + 2 <= oc_n; oc += 2, w += 2 * n) {
             int32_t a[4] = {bias_folded[oc], bias_folded[oc + 1], bias_folded[oc], bias_folded[oc + 1]};
             if (p->in_place) {
-                conv_in_place(p, input, i, j, w, pad_row, a);
+                conv_in_place(p, input, iy0, ix0, iy1, ix1, inside, w, pad_row, a);
             } else {
                 lw_mac_2x2i_s8(scratch, w, n, a);
             }
-            y0[oc] = conv_out(p, a[0], mult[oc], shift[oc]);
-            y0[oc + 1] = conv_out(p, a[1], mult[oc + 1], shift[oc + 1]);
-            y1[oc] = conv_out(p, a[2], mult[oc], shift[oc]);
-            y1[oc + 1] = conv_out(p, a[3], mult[oc + 1], shift[oc + 1]);
+            y0[oc] = conv_out(p, a[0], mult, shift, rnd, oc);
+            y0[oc + 1] = conv_out(p, a[1], mult, shift, rnd, oc + 1);
+            y1[oc] = conv_out(p, a[2], mult, shift, rnd, oc);
+            y1[oc + 1] = conv_out(p, a[3], mult, shift, rnd, oc + 1);
         }
         if (oc < oc_n) { /* odd channel count: the last row is stored plain */
-            if (p->in_place) { /* one pixel at a time: the row is plain, read as a degenerate pair */
-                const int8_t *x[2];
-                const int32_t pix[2] = {i, j};
+            if (p->in_place) { /* one pixel at a time: the last row is plain */
+                const int32_t iy[2] = {iy0, iy1}, ix[2] = {ix0, ix1};
                 int8_t *yy[2] = {y0, y1};
                 for (int32_t u = 0; u < 2; ++u) {
                     int32_t acc = bias_folded[oc];
-                    const int32_t iy = (pix[u] / p->out_w) * p->stride_h - p->pad_top;
-                    const int32_t ix = (pix[u] % p->out_w) * p->stride_w - p->pad_left;
                     for (int32_t ky = 0; ky < p->k_h; ++ky) {
                         for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t y = iy + p->dil_h * ky, xx = ix + kx;
-                            x[0] = (y >= 0 && y < p->in_h && xx >= 0 && xx < p->in_w)
-                                       ? input + (y * p->in_w + xx) * p->in_c : pad_row;
-                            acc += lw_dot_s8(x[0], w + ky * p->row4 + kx * p->in_c, p->in_c);
+                            const int32_t ty = iy[u] + p->dil_h * ky, tx = ix[u] + kx;
+                            const int8_t *x = (ty >= 0 && ty < p->in_h && tx >= 0 && tx < p->in_w)
+                                                  ? input + (ty * p->in_w + tx) * p->in_c : pad_row;
+                            acc += lw_dot_s8(x, w + ky * p->row4 + kx * p->in_c, p->in_c);
                         }
                     }
-                    yy[u][oc] = conv_out(p, acc, mult[oc], shift[oc]);
+                    yy[u][oc] = conv_out(p, acc, mult, shift, rnd, oc);
                 }
             } else {
                 int32_t a[2] = {bias_folded[oc], bias_folded[oc]};
                 lw_mac_2x1i_s8(scratch, w, n, a);
-                y0[oc] = conv_out(p, a[0], mult[oc], shift[oc]);
-                y1[oc] = conv_out(p, a[1], mult[oc], shift[oc]);
+                y0[oc] = conv_out(p, a[0], mult, shift, rnd, oc);
+                y1[oc] = conv_out(p, a[1], mult, shift, rnd, oc);
             }
         }
     }
@@ -123,8 +132,9 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
 
 #ifndef LW_KERNEL_INLINE_ONLY
 void lw_conv_s8(const lw_conv_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias_folded,
-                const int32_t *mult, const int32_t *shift, const int8_t *pad_row, int8_t *scratch, int8_t *output)
+                const int32_t *mult, const int32_t *shift, const int32_t *rnd, const int8_t *pad_row, int8_t *scratch,
+                int8_t *output)
 {
-    lw_conv_s8_impl(p, input, weights, bias_folded, mult, shift, pad_row, scratch, output);
+    lw_conv_s8_impl(p, input, weights, bias_folded, mult, shift, rnd, pad_row, scratch, output);
 }
 #endif

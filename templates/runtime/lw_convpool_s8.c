@@ -14,7 +14,7 @@
  *                   the pooling window, stride, padding, output size, clamp (pool_avg: 0 max, 1 avg)
  * input       [in]  NHWC, in_h x in_w x in_c
  * weights     [in]  as lw_conv_s8; bias_folded [in] out_c int32 (see lw_conv_s8)
- * mult        [in]  out_c multipliers; shift [in] out_c shifts
+ * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8)
  * scratch     [-]   patch_len bytes per window pixel, rounded up to pairs (word-interleaved pairs,
  *                   see lw_gather_pair_s8), 4-byte aligned; NULL for an unpadded 1x1
  *                   window of in_c % 4 == 0 (patches read in place)
@@ -24,9 +24,9 @@
 
 #define LW_POOL_MAX_PIXELS 16
 
-LW_ALWAYS_INLINE int32_t cp_conv(const lw_convpool_params_t *p, int32_t acc, int32_t m, int32_t s)
+LW_ALWAYS_INLINE int32_t cp_conv(const lw_convpool_params_t *p, int32_t acc, int32_t m, int32_t s, int32_t r)
 {
-    acc = lw_requant(acc, m, s, p->rq_fast) + p->out_offset;
+    acc = lw_requant_out(acc, m, s, r, p->rq_fast, p->out_offset);
     return lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
@@ -40,7 +40,7 @@ LW_ALWAYS_INLINE int8_t cp_finish(const lw_convpool_params_t *p, int32_t v, int3
 }
 
 LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
-                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *scratch,
+                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, const int32_t *rnd, int8_t *scratch,
                     int8_t *output)
 {
     const int32_t n = p->patch_len, oc_n = p->out_c;
@@ -80,6 +80,7 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
             for (; oc + 2 <= oc_n; oc += 2, w += 2 * n) {
                 const int32_t b0 = bias_folded[oc], b1 = bias_folded[oc + 1];
                 const int32_t m0 = mult[oc], m1 = mult[oc + 1], s0 = shift[oc], s1 = shift[oc + 1];
+                const int32_t r0 = rnd[oc], r1 = rnd[oc + 1];
                 int32_t v0 = raw_max ? INT32_MIN : (p->pool_avg ? 0 : -128), v1 = v0;
                 for (int32_t t = 0; t < count; t += 2) {
                     int32_t a[4] = {b0, b1, b0, b1};
@@ -94,8 +95,8 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
                         continue;
                     }
                     const int32_t last = t + 1 < count; /* a lone last pixel was computed twice */
-                    const int32_t c0 = cp_conv(p, a[0], m0, s0), c1 = cp_conv(p, a[1], m1, s1);
-                    const int32_t c2 = last ? cp_conv(p, a[2], m0, s0) : 0, c3 = last ? cp_conv(p, a[3], m1, s1) : 0;
+                    const int32_t c0 = cp_conv(p, a[0], m0, s0, r0), c1 = cp_conv(p, a[1], m1, s1, r1);
+                    const int32_t c2 = last ? cp_conv(p, a[2], m0, s0, r0) : 0, c3 = last ? cp_conv(p, a[3], m1, s1, r1) : 0;
                     if (p->pool_avg) {
                         v0 += c0 + c2;
                         v1 += c1 + c3;
@@ -105,8 +106,8 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
                     }
                 }
                 if (raw_max && count > 0) {
-                    v0 = cp_conv(p, v0, m0, s0);
-                    v1 = cp_conv(p, v1, m1, s1);
+                    v0 = cp_conv(p, v0, m0, s0, r0);
+                    v1 = cp_conv(p, v1, m1, s1, r1);
                 } else if (raw_max) {
                     v0 = v1 = -128;
                 }
@@ -124,7 +125,7 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
                         a[1] += lw_dot_s8(px[t + 1], w, n);
                     }
                     for (int32_t u = 0; u < 2 && t + u < count; ++u) {
-                        const int32_t c = cp_conv(p, a[u], mult[oc], shift[oc]);
+                        const int32_t c = cp_conv(p, a[u], mult[oc], shift[oc], rnd[oc]);
                         v = p->pool_avg ? v + c : LW_MAX(v, c);
                     }
                 }
@@ -136,9 +137,9 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
 
 #ifndef LW_KERNEL_INLINE_ONLY
 void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
-                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *scratch,
-                    int8_t *output)
+                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, const int32_t *rnd,
+                    int8_t *scratch, int8_t *output)
 {
-    lw_convpool_s8_impl(p, input, weights, bias_folded, mult, shift, scratch, output);
+    lw_convpool_s8_impl(p, input, weights, bias_folded, mult, shift, rnd, scratch, output);
 }
 #endif

@@ -5,7 +5,7 @@
  * input       [in]  NHWC, in_h x in_w x in_c
  * filter      [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's k_h x k_w weights
- * mult        [in]  out_c multipliers; shift [in] out_c shifts
+ * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8)
  * output      [out] NHWC, out_h x out_w x out_c
  *
  * TFLite skips the taps outside the input; here they read the input zero point instead, whose
@@ -19,9 +19,9 @@
 #include "lw_kernels.h"
 
 LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *mult,
-                                  const int32_t *shift, int32_t oc)
+                                  const int32_t *shift, const int32_t *rnd, int32_t oc)
 {
-    acc = lw_requant(acc, mult[oc], shift[oc], p->rq_fast) + p->out_offset;
+    acc = lw_requant_out(acc, mult[oc], shift[oc], rnd[oc], p->rq_fast, p->out_offset);
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
@@ -114,7 +114,7 @@ LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, 
 
 LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
                                         const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
-                                        int8_t *output)
+                                        const int32_t *rnd, int8_t *output)
 {
     const int32_t span_h = p->dil_h * (p->k_h - 1), span_w = p->dil_w * (p->k_w - 1);
     const int32_t pairs = LW_SIMD && p->depth_mult == 1 && p->in_c % 4 == 0;
@@ -130,7 +130,7 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
                     int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
                     dw_in4(p, input, filter, iy0, ix0, c, a);
                     for (int32_t j = 0; j < 4; ++j) {
-                        out[c + j] = dw_finish(p, a[j], mult, shift, c + j);
+                        out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
                     }
                 }
                 continue;
@@ -141,7 +141,7 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
                     int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
                     dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
                     for (int32_t j = 0; j < 4; ++j) {
-                        out[c + j] = dw_finish(p, a[j], mult, shift, c + j);
+                        out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
                     }
                 }
                 continue;
@@ -154,7 +154,7 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
                 for (int32_t m = 0; m < p->depth_mult; ++m) {
                     const int32_t oc = ic * p->depth_mult + m;
                     out[oc] = dw_finish(p, bias_folded[oc] + dw_one(p, input, filter, iy0, ix0, ic, oc), mult, shift,
-                                        oc);
+                                        rnd, oc);
                 }
             }
         }
@@ -163,8 +163,9 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
 
 #ifndef LW_KERNEL_INLINE_ONLY
 void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                  const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, int8_t *output)
+                  const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, const int32_t *rnd,
+                  int8_t *output)
 {
-    lw_dwconv_s8_impl(p, input, filter, bias_folded, mult, shift, output);
+    lw_dwconv_s8_impl(p, input, filter, bias_folded, mult, shift, rnd, output);
 }
 #endif
