@@ -247,9 +247,9 @@ static inline void lw_mac_2x2_step(const int8_t *x0, const int8_t *x1, const int
 static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t n, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-    if (n <= 8) { /* a few words: fully unrolled once n is a constant */
+    if (n <= 16) { /* a few words: fully unrolled once n is a constant */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
 #endif
         for (int32_t i = 0; i < n; i += 4) {
             lw_mac_2x2_step(x0 + i, x1 + i, w + 2 * i, &a00, &a01, &a10, &a11);
