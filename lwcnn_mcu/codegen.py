@@ -86,17 +86,27 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
                                  f"{op.name}: the input zero point, read for taps outside the input"))
         elif isinstance(op, ir.Conv2D):
             names["pad_row"] = "NULL"
-        if isinstance(op, ir.Conv2D | ir.ConvPool):
+        pw16 = isinstance(op, ir.Conv2D) and bool(op.lowered["pw16"])
+        if isinstance(op, ir.Conv2D | ir.ConvPool) and not pw16:
             wdata = ir.conv_weight_layout(wdata, int(op.lowered["row4"]))
             layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "
                        f"{op.lowered['row4']}), row pairs word-interleaved")
-        arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
+        if not pw16:
+            arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
         # bias + in_offset * sum(weights of the channel): lets kernels skip the offset inside the input
         per_channel = w.data.astype(np.int64)
         per_channel = (per_channel.reshape(-1, w.shape[-1]).T if isinstance(op, ir.DepthwiseConv2D)
                        else per_channel.reshape(w.shape[0], -1))
         b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
         folded = (b + int(op.lowered["in_offset"]) * per_channel.sum(axis=1)).tolist()
+        if pw16:  # one record per output channel: constants and weights (ir.pw16_weight_layout)
+            names["weights"] = f"(const int8_t *)lw_w{k}"
+            rec = ir.pw16_weight_layout(wdata.reshape(w.shape), op.lowered, folded)
+            arrays.append(CArray(f"lw_w{k}", "int32_t", rec.tolist(),
+                                 f"{op.name}: per output channel bias', multiplier, shift, rnd, then weights "
+                                 f"{list(w.shape)} as int16 pairs per input word (pw16)"))
+            names.update(bias_folded="NULL", mult="NULL", shift="NULL", rnd="NULL")
+            return names, arrays
         names["bias_folded"] = f"lw_bf{k}"
         arrays.append(CArray(f"lw_bf{k}", "int32_t", folded, f"{op.name}: bias with the input offset folded in"))
         names["mult"], names["shift"] = f"lw_m{k}", f"lw_s{k}"

@@ -169,6 +169,22 @@ def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
             "rnd": rnd if fast else [0] * len(shifts)}
 
 
+def pw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any], bias_folded: list[int]) -> np.ndarray:
+    """Flash layout of a pw16 convolution (OHWI int8, 1x1, in_c % 4 == 0): one record per output
+    channel that the kernel reads with a single pointer: bias_folded, multiplier, shift, rnd,
+    then per input word k the int16 pairs (w[4k], w[4k+2]) and (w[4k+1], w[4k+3]) - what SXTB16
+    and SXTB16 ROR #8 make of the input word - each packed in one int32 (low half first).
+    Returns a flat int array of out_c * (4 + in_c / 2) int32 values."""
+    oc = w.shape[0]
+    q = w.reshape(oc, -1, 4).astype(np.int64)
+    pairs = np.stack([q[:, :, 0], q[:, :, 2], q[:, :, 1], q[:, :, 3]], axis=2).reshape(oc, -1, 2)
+    packed = (pairs[:, :, 0] & 0xFFFF) | ((pairs[:, :, 1] & 0xFFFF) << 16)
+    packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
+    head = np.array([bias_folded, list(lowered["mult"]), list(lowered["shift"]), list(lowered["rnd"])],
+                    np.int64).T
+    return np.concatenate([head, packed], axis=1).ravel()
+
+
 def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:
     """Flash layout of CONV_2D weights (OHWI int8) for lw_conv_s8 / lw_convpool_s8: each kernel
     row (k_w * in_c values) zero-padded to row4 bytes, so a patch row is whole 4-byte words; then
@@ -203,7 +219,7 @@ class Conv2D(Op):
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
                                                           "act_min", "act_max", "row4", "patch_len", "rq_fast",
-                                                          "rq_mono", "in_place")
+                                                          "rq_mono", "in_place", "pw16")
 
     def lower(self, g: Graph) -> Op:
         """row4: one kernel row (k_w x in_c) rounded up to 4 bytes; patch_len = k_h * row4. Weights
@@ -222,6 +238,9 @@ class Conv2D(Op):
         # whole words of the input, so windows are read where they are (taps outside read pad_row,
         # a row of zero points in flash): no patch buffer in RAM.
         lw.update(in_place=int(ic % 4 == 0 and self.dilation[1] == 1))
+        # pw16: a 1x1 unpadded convolution of at most 16 input channels keeps each input pixel
+        # unpacked in registers and streams weights pre-extended to int16 pairs (pw16_weight_layout)
+        lw.update(pw16=int(lw["in_place"] and kh == kw == 1 and ic <= 16 and lw["pad_top"] == lw["pad_left"] == 0))
         op = dataclasses.replace(self, lowered=lw)
         return dataclasses.replace(op, lowered={**lw, **_requant_flags(g, op, 128)})
 

@@ -11,7 +11,9 @@
  *                   (k_h * row4), rq_fast (see lw_requant) - lw_params.h
  * input       [in]  NHWC activations, in_h x in_w x in_c, int8
  * weights     [in]  out_c rows of patch_len int8 (OHWI, each kernel row zero-padded to row4 bytes),
- *                   pairs of rows word-interleaved, an odd last row plain (ir.conv_weight_layout)
+ *                   pairs of rows word-interleaved, an odd last row plain (ir.conv_weight_layout);
+ *                   with pw16, one int32 record per channel (ir.pw16_weight_layout), and
+ *                   bias_folded, mult, shift and rnd are NULL
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's weights
  * mult        [in]  out_c fixed-point multipliers in [2^30, 2^31); shift [in] out_c shifts in [-31, 30]
  * rnd         [in]  out_c int32: 2^(-shift-1) + out_offset * 2^-shift (used when rq_fast)
@@ -75,11 +77,63 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
+/* pw16: a 1x1 unpadded convolution of in_c <= 16 (4k) channels, one output pixel at a time: the
+ * input pixel is unpacked once into int16 pairs held in registers, then every output channel is
+ * in_c / 2 SMLADs against its weights, stored pre-extended to int16 pairs in one record per
+ * channel with its constants (rec: bias', multiplier, shift, rnd, weights; see
+ * ir.pw16_weight_layout): one pointer, one load and one SMLAD per two MACs. */
+LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec,
+                                int8_t *output)
+{
+    const int32_t half = p->in_c / 2;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int8_t *x = input + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
+            int8_t *y = output + (oy * p->out_w + ox) * p->out_c;
+            int32_t xv[8] = {0};
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+            for (int32_t k = 0; k < half / 2; ++k) {
+#if LW_SIMD
+                const int32_t v = lw_load32(x + 4 * k);
+                xv[2 * k] = lw_sxtb16(v);
+                xv[2 * k + 1] = lw_sxtb16_ror8(v);
+#else
+                xv[2 * k] = (int32_t)(((uint32_t)(uint16_t)x[4 * k + 2] << 16) | (uint16_t)x[4 * k]);
+                xv[2 * k + 1] = (int32_t)(((uint32_t)(uint16_t)x[4 * k + 3] << 16) | (uint16_t)x[4 * k + 1]);
+#endif
+            }
+            const int32_t *r = rec;
+            for (int32_t oc = 0; oc < p->out_c; ++oc, r += 4 + half) {
+                int32_t acc = r[0];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+                for (int32_t j = 0; j < half; ++j) {
+#if LW_SIMD
+                    acc = lw_smlad(xv[j], r[4 + j], acc);
+#else
+                    acc += (int16_t)(xv[j] & 0xffff) * (int16_t)(r[4 + j] & 0xffff) +
+                           (int16_t)((xv[j] >> 16) & 0xffff) * (int16_t)((r[4 + j] >> 16) & 0xffff);
+#endif
+                }
+                acc = lw_requant_out(acc, r[1], r[2], r[3], p->rq_fast, p->out_offset);
+                y[oc] = (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *input, const int8_t *weights,
                                       const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
                                       const int32_t *rnd, const int8_t *pad_row, int8_t *scratch, int8_t *output)
 {
     const int32_t n = p->patch_len, npix = p->out_h * p->out_w, oc_n = p->out_c;
+    if (p->pw16) {
+        conv_pw16(p, input, (const int32_t *)(const void *)weights, output);
+        return;
+    }
     for (int32_t i = 0; i < npix; i += 2) {
         const int32_t j = i + 1 < npix ? i + 1 : i; /* a lone last pixel is computed twice, stored once */
         const int32_t iy0 = (i / p->out_w) * p->stride_h - p->pad_top, ix0 = (i % p->out_w) * p->stride_w - p->pad_left;
