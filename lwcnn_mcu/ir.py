@@ -238,9 +238,11 @@ class Conv2D(Op):
         # whole words of the input, so windows are read where they are (taps outside read pad_row,
         # a row of zero points in flash): no patch buffer in RAM.
         lw.update(in_place=int(ic % 4 == 0 and self.dilation[1] == 1))
-        # pw16: a 1x1 unpadded convolution of at most 16 input channels keeps each input pixel
-        # unpacked in registers and streams weights pre-extended to int16 pairs (pw16_weight_layout)
-        lw.update(pw16=int(lw["in_place"] and kh == kw == 1 and ic <= 16 and lw["pad_top"] == lw["pad_left"] == 0))
+        # pw16: a 1x1 unpadded convolution of at most 64 input (16 at a time) and 128 output channels
+        # keeps input pixels unpacked in registers and streams weights pre-extended to int16 pairs
+        # (pw16_weight_layout; LW_PW_MAX_OC in lw_conv_s8.c)
+        lw.update(pw16=int(lw["in_place"] and kh == kw == 1 and ic <= 64 and oc <= 128
+                           and lw["pad_top"] == lw["pad_left"] == 0))
         op = dataclasses.replace(self, lowered=lw)
         return dataclasses.replace(op, lowered={**lw, **_requant_flags(g, op, 128)})
 

@@ -77,15 +77,40 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
-/* pw16: a 1x1 unpadded convolution of in_c <= 16 (4k) channels, one output pixel at a time: the
- * input pixel is unpacked once into int16 pairs held in registers, then every output channel is
- * in_c / 2 SMLADs against its weights, stored pre-extended to int16 pairs in one record per
+/* pw16: a 1x1 unpadded convolution of in_c <= 64 (4k) channels and out_c <= 128, one output pixel
+ * at a time: 16 input channels at a time are unpacked once into int16 pairs held in registers, then
+ * every output channel is 8 SMLADs against its weights (partial sums of wider inputs in part[]), stored pre-extended to int16 pairs in one record per
  * channel with its constants (rec: bias', multiplier, shift, rnd, weights; see
  * ir.pw16_weight_layout): one pointer, one load and one SMLAD per two MACs. */
+LW_ALWAYS_INLINE void pw_unpack(const int8_t *x, int32_t *lo, int32_t *hi)
+{
+#if LW_SIMD
+    const int32_t v = lw_load32(x);
+    *lo = lw_sxtb16(v);
+    *hi = lw_sxtb16_ror8(v);
+#else
+    *lo = (int32_t)(((uint32_t)(uint16_t)x[2] << 16) | (uint16_t)x[0]);
+    *hi = (int32_t)(((uint32_t)(uint16_t)x[3] << 16) | (uint16_t)x[1]);
+#endif
+}
+
+LW_ALWAYS_INLINE int32_t pw_mac(int32_t xv, int32_t w, int32_t acc)
+{
+#if LW_SIMD
+    return lw_smlad(xv, w, acc);
+#else
+    return acc + (int16_t)(xv & 0xffff) * (int16_t)(w & 0xffff) +
+           (int16_t)((xv >> 16) & 0xffff) * (int16_t)((w >> 16) & 0xffff);
+#endif
+}
+
+#define LW_PW_MAX_OC 128 /* partial sums on the stack when in_c > 16 (ir.Conv2D: pw16) */
+
 LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec,
                                 int8_t *output)
 {
     const int32_t half = p->in_c / 2;
+    int32_t part[LW_PW_MAX_OC];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int8_t *x = input + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
@@ -94,15 +119,8 @@ LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 4
 #endif
-            for (int32_t k = 0; k < half / 2; ++k) {
-#if LW_SIMD
-                const int32_t v = lw_load32(x + 4 * k);
-                xv[2 * k] = lw_sxtb16(v);
-                xv[2 * k + 1] = lw_sxtb16_ror8(v);
-#else
-                xv[2 * k] = (int32_t)(((uint32_t)(uint16_t)x[4 * k + 2] << 16) | (uint16_t)x[4 * k]);
-                xv[2 * k + 1] = (int32_t)(((uint32_t)(uint16_t)x[4 * k + 3] << 16) | (uint16_t)x[4 * k + 1]);
-#endif
+            for (int32_t k = 0; k < LW_MIN(half, 8) / 2; ++k) {
+                pw_unpack(x + 4 * k, &xv[2 * k], &xv[2 * k + 1]);
             }
             const int32_t *r = rec;
             for (int32_t oc = 0; oc < p->out_c; ++oc, r += 4 + half) {
@@ -110,16 +128,40 @@ LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 8
 #endif
-                for (int32_t j = 0; j < half; ++j) {
-#if LW_SIMD
-                    acc = lw_smlad(xv[j], r[4 + j], acc);
-#else
-                    acc += (int16_t)(xv[j] & 0xffff) * (int16_t)(r[4 + j] & 0xffff) +
-                           (int16_t)((xv[j] >> 16) & 0xffff) * (int16_t)((r[4 + j] >> 16) & 0xffff);
-#endif
+                for (int32_t j = 0; j < LW_MIN(half, 8); ++j) {
+                    acc = pw_mac(xv[j], r[4 + j], acc);
+                }
+                if (half > 8) {
+                    part[oc] = acc;
+                    continue;
                 }
                 acc = lw_requant_out(acc, r[1], r[2], r[3], p->rq_fast, p->out_offset);
                 y[oc] = (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
+            }
+            /* more than 16 input channels: the next 16 at a time, partial sums in part[] */
+            for (int32_t c = 8; c < half; c += 8) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+                for (int32_t k = 0; k < LW_MIN(half - c, 8) / 2; ++k) {
+                    pw_unpack(x + 2 * c + 4 * k, &xv[2 * k], &xv[2 * k + 1]);
+                }
+                r = rec;
+                for (int32_t oc = 0; oc < p->out_c; ++oc, r += 4 + half) {
+                    int32_t acc = part[oc];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+                    for (int32_t j = 0; j < LW_MIN(half - c, 8); ++j) {
+                        acc = pw_mac(xv[j], r[4 + c + j], acc);
+                    }
+                    if (c + 8 < half) {
+                        part[oc] = acc;
+                        continue;
+                    }
+                    acc = lw_requant_out(acc, r[1], r[2], r[3], p->rq_fast, p->out_offset);
+                    y[oc] = (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
+                }
             }
         }
     }
