@@ -54,7 +54,7 @@ LW_ALWAYS_INLINE void dw_in4(const lw_dwconv_params_t *p, const int8_t *input, c
     const int8_t *f = filter + c;
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
+#pragma GCC unroll 1
 #endif
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
 #if defined(__GNUC__) && !defined(__clang__)
@@ -129,6 +129,9 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
                 for (int32_t c = 0; c < p->in_c; c += 4) {
                     int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
                     dw_in4(p, input, filter, iy0, ix0, c, a);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
                     for (int32_t j = 0; j < 4; ++j) {
                         out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
                     }
@@ -140,6 +143,9 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
                 for (int32_t c = 0; c < p->in_c; c += 4) {
                     int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
                     dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
                     for (int32_t j = 0; j < 4; ++j) {
                         out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
                     }
