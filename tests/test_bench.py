@@ -57,7 +57,7 @@ def test_bench_end_to_end(board, model, tmp_path, monkeypatch):  # noqa: ANN001
     assert r1["accuracy"] == r1["host_accuracy"]
     assert r1["transport_errors"] == 0
     assert set(r1["instructions"]) == {"min", "median", "p99", "max"} and "cycles" not in r1
-    assert 1.0 < r1["instructions_per_mac"] < 60.0  # plausible for the portable C kernels
+    assert 0.5 < r1["instructions_per_mac"] < 60.0  # plausible for either kernel path
     assert r1["instructions"]["max"] - r1["instructions"]["min"] < 0.05 * r1["instructions"]["median"]
     assert 0.9 < sum(x["instructions"] for x in r1["layers"]) / r1["instructions"]["median"] < 1.05
     assert len(r1["layers"]) > 2 and all(x["instructions"] >= 0 for x in r1["layers"])
