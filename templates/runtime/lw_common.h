@@ -268,32 +268,6 @@ static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_
 /* The same tile over an interleaved pair of patches xx (word k of pixel 0 at xx[8k], of pixel 1 at
  * xx[8k + 4], as lw_gather_pair_s8 writes them): one pointer and one LDRD for both pixels,
  * which leaves the registers for the four accumulators and the eight unpacked operands. */
-static inline void lw_mac_2x2i_step(const int8_t *xx, const int8_t *w, int32_t *a00, int32_t *a01, int32_t *a10,
-                                    int32_t *a11)
-{
-#if LW_SIMD
-    const int32_t p = lw_load32(xx), q = lw_load32(xx + 4);
-    const int32_t p0 = lw_sxtb16(p), p1 = lw_sxtb16_ror8(p);
-    const int32_t q0 = lw_sxtb16(q), q1 = lw_sxtb16_ror8(q);
-    int32_t wv = lw_load32(w);
-    int32_t w0 = lw_sxtb16(wv), w1 = lw_sxtb16_ror8(wv);
-    *a00 = lw_smlad(p1, w1, lw_smlad(p0, w0, *a00));
-    *a10 = lw_smlad(q1, w1, lw_smlad(q0, w0, *a10));
-    wv = lw_load32(w + 4);
-    w0 = lw_sxtb16(wv);
-    w1 = lw_sxtb16_ror8(wv);
-    *a01 = lw_smlad(p1, w1, lw_smlad(p0, w0, *a01));
-    *a11 = lw_smlad(q1, w1, lw_smlad(q0, w0, *a11));
-#else
-    for (int32_t j = 0; j < 4; ++j) {
-        *a00 += xx[j] * w[j];
-        *a01 += xx[j] * w[4 + j];
-        *a10 += xx[4 + j] * w[j];
-        *a11 += xx[4 + j] * w[4 + j];
-    }
-#endif
-}
-
 static inline void lw_mac_2x2i_s8(const int8_t *xx, const int8_t *w, int32_t n, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
@@ -302,11 +276,11 @@ static inline void lw_mac_2x2i_s8(const int8_t *xx, const int8_t *w, int32_t n, 
 #pragma GCC unroll 4
 #endif
         for (int32_t i = 0; i < n; i += 4) {
-            lw_mac_2x2i_step(xx + 2 * i, w + 2 * i, &a00, &a01, &a10, &a11);
+            lw_mac_2x2_step(xx + 2 * i, xx + 2 * i + 4, w + 2 * i, &a00, &a01, &a10, &a11);
         }
     } else { /* not unrolled: the 14 registers are all in use */
         for (int32_t i = 0; i < n; i += 4, xx += 8, w += 8) {
-            lw_mac_2x2i_step(xx, w, &a00, &a01, &a10, &a11);
+            lw_mac_2x2_step(xx, xx + 4, w, &a00, &a01, &a10, &a11);
         }
     }
     a[0] = a00;

@@ -45,6 +45,17 @@ LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input
 }
 
 #if LW_SIMD
+/* one tap for four channels: input word u and weight word wv, multiplied per channel */
+LW_ALWAYS_INLINE void dw_tap4(int32_t u, int32_t wv, int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
+    const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
+    *a0 = lw_smlabb(u02, w02, *a0);
+    *a1 = lw_smlabb(u13, w13, *a1);
+    *a2 = lw_smlatt(u02, w02, *a2);
+    *a3 = lw_smlatt(u13, w13, *a3);
+}
+
 /* channels c..c+3 of one output pixel whose window, starting at (iy0, ix0), lies inside the
  * input: a[0..3]. Four accumulators, two unpacked weight and two unpacked input pairs: no spills. */
 LW_ALWAYS_INLINE void dw_in4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
@@ -63,12 +74,7 @@ LW_ALWAYS_INLINE void dw_in4(const lw_dwconv_params_t *p, const int8_t *input, c
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t u = lw_load32(x0 + (p->dil_h * ky * p->in_w + p->dil_w * kx) * p->in_c);
             const int32_t wv = lw_load32(f + (ky * p->k_w + kx) * p->out_c);
-            const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
-            const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
-            a0 = lw_smlabb(u02, w02, a0);
-            a1 = lw_smlabb(u13, w13, a1);
-            a2 = lw_smlatt(u02, w02, a2);
-            a3 = lw_smlatt(u13, w13, a3);
+            dw_tap4(u, wv, &a0, &a1, &a2, &a3);
         }
     }
     a[0] = a0;
@@ -97,12 +103,7 @@ LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, 
             const int32_t u = row_in && ix >= 0 && ix < p->in_w ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c)
                                                                  : zp4;
             const int32_t wv = lw_load32(filter + (ky * p->k_w + kx) * p->out_c + c);
-            const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
-            const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
-            a0 = lw_smlabb(u02, w02, a0);
-            a1 = lw_smlabb(u13, w13, a1);
-            a2 = lw_smlatt(u02, w02, a2);
-            a3 = lw_smlatt(u13, w13, a3);
+            dw_tap4(u, wv, &a0, &a1, &a2, &a3);
         }
     }
     a[0] = a0;
@@ -125,24 +126,16 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
             int8_t *out = output + (oy * p->out_w + ox) * p->out_c;
 #if LW_SIMD
-            if (rows_in && ix0 >= 0 && ix0 + span_w < p->in_w) { /* inside: no bounds checks */
-                for (int32_t c = 0; c < p->in_c; c += 4) {
-                    int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
-                    dw_in4(p, input, filter, iy0, ix0, c, a);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
-#endif
-                    for (int32_t j = 0; j < 4; ++j) {
-                        out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
-                    }
-                }
-                continue;
-            }
-            if (pairs) { /* a border pixel: four channels at a time, zero point outside */
+            if (pairs) { /* four channels at a time; windows inside the input without bounds checks */
+                const int32_t inside = rows_in && ix0 >= 0 && ix0 + span_w < p->in_w;
                 const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
                 for (int32_t c = 0; c < p->in_c; c += 4) {
                     int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
-                    dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
+                    if (inside) {
+                        dw_in4(p, input, filter, iy0, ix0, c, a);
+                    } else {
+                        dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
+                    }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 4
 #endif
