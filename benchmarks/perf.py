@@ -113,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="Net A only (a smoke test)")
+    ap.add_argument("--models", default=None, help="comma-separated subset: net_a,net_b,resnet8,mnist,...")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
@@ -120,12 +121,14 @@ def main() -> None:
     os.chdir(work)
     entries: list[tuple[str, str]] = []
     nets = _keras_nets()
-    for name in (["net_a"] if args.quick else list(nets)):
+    only = set(args.models.split(",")) if args.models else None
+    for name in (["net_a"] if args.quick else [n for n in nets if only is None or n in only]):
         p = work / f"{name}.tflite"
         p.write_bytes(_tflite(nets[name](), seed=1))
         entries.append((name, str(p)))
     if not args.quick:
-        entries += [(f"shipped {n}", n) for n in models.SHIPPED if models.shipped_path(n).is_file()]
+        entries += [(f"shipped {n}", n) for n in models.SHIPPED if models.shipped_path(n).is_file()
+                    and (only is None or n in only)]
 
     rows, layer_tables = [], {}
     from lwcnn_mcu import compiler
@@ -169,7 +172,7 @@ def main() -> None:
            "board": "qemu-m4 (QEMU mps2-an386, Cortex-M4, -icount shift=0)", "machine": bench.machine(),
            "commit": bench._git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "perf-quick" if args.quick else "perf"
+    stem = "perf-quick" if args.quick or only else "perf"
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     md = [f"Performance on the emulated Cortex-M4 (commit {res['commit']}, {res['date']}; instructions per "
           f"inference, median of {args.samples} inputs)", "",

@@ -170,13 +170,17 @@ def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
 
 
 def pw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any], bias_folded: list[int]) -> np.ndarray:
-    """Flash layout of a pw16 convolution (OHWI int8, 1x1, in_c % 4 == 0): one record per output
-    channel that the kernel reads with a single pointer: bias_folded, multiplier, shift, rnd,
-    then per input word k the int16 pairs (w[4k], w[4k+2]) and (w[4k+1], w[4k+3]) - what SXTB16
-    and SXTB16 ROR #8 make of the input word - each packed in one int32 (low half first).
-    Returns a flat int array of out_c * (4 + in_c / 2) int32 values."""
-    oc = w.shape[0]
-    q = w.reshape(oc, -1, 4).astype(np.int64)
+    """Flash layout of a pw16 convolution (OHWI int8): one record per output channel that the
+    kernel reads with a single pointer: bias_folded, multiplier, shift, rnd, then, for each word k
+    of the patch (kernel rows padded to row4 bytes, as conv_weight_layout), the int16 pairs
+    (w[4k], w[4k+2]) and (w[4k+1], w[4k+3]) - what SXTB16 and SXTB16 ROR #8 make of the input
+    word - each packed in one int32 (low half first). Returns a flat int array of
+    out_c * (4 + patch_len / 2) int32 values."""
+    oc, kh, kw, ic = w.shape
+    row4 = int(lowered["row4"])
+    rows = np.zeros((oc, kh, row4), np.int64)
+    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic)
+    q = rows.reshape(oc, -1, 4)
     pairs = np.stack([q[:, :, 0], q[:, :, 2], q[:, :, 1], q[:, :, 3]], axis=2).reshape(oc, -1, 2)
     packed = (pairs[:, :, 0] & 0xFFFF) | ((pairs[:, :, 1] & 0xFFFF) << 16)
     packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
@@ -238,11 +242,13 @@ class Conv2D(Op):
         # whole words of the input, so windows are read where they are (taps outside read pad_row,
         # a row of zero points in flash): no patch buffer in RAM.
         lw.update(in_place=int(ic % 4 == 0 and self.dilation[1] == 1))
-        # pw16: a 1x1 unpadded convolution of at most 64 input (16 at a time) and 128 output channels
-        # keeps input pixels unpacked in registers and streams weights pre-extended to int16 pairs
-        # (pw16_weight_layout; LW_PW_MAX_OC in lw_conv_s8.c)
-        lw.update(pw16=int(lw["in_place"] and kh == kw == 1 and ic <= 64 and oc <= 128
-                           and lw["pad_top"] == lw["pad_left"] == 0))
+        # pw16: a 1x1 unpadded convolution of at most 64 input (16 at a time) and 128 output channels,
+        # or a convolution whose gathered patch is at most 16 bytes, keeps the pixel's input unpacked
+        # in registers and streams weights pre-extended to int16 pairs (pw16_weight_layout;
+        # LW_PW_MAX_OC in lw_conv_s8.c)
+        pointwise = lw["in_place"] and kh == kw == 1 and ic <= 64 and lw["pad_top"] == lw["pad_left"] == 0
+        small_patch = not lw["in_place"] and kh * row4 <= 16
+        lw.update(pw16=int((pointwise or small_patch) and oc <= 128))
         op = dataclasses.replace(self, lowered=lw)
         return dataclasses.replace(op, lowered={**lw, **_requant_flags(g, op, 128)})
 

@@ -42,6 +42,7 @@ CASES = {
                                                  L.Conv2D(3, 3, padding="same")),
     "conv1x1_pw16_c12_s2": lambda k, L: _m(k, (7, 8, 12), L.Conv2D(9, 1, strides=2, activation="relu")),
     "conv1x1_pw16_c40_chunks": lambda k, L: _m(k, (4, 5, 40), L.Conv2D(11, 1, activation="relu")),
+    "conv3x3_c1_s2_small_patch": lambda k, L: _m(k, (11, 10, 1), L.Conv2D(7, 3, strides=2, padding="same")),
     "conv1x1_relu": lambda k, L: _m(k, (6, 7, 5), L.Conv2D(7, 1, activation="relu")),
     "conv_relu6_c1": lambda k, L: _m(k, (8, 8, 1), L.Conv2D(3, 3, padding="same", activation="relu6")),
     "conv_dilation2": lambda k, L: _m(k, (10, 10, 2), L.Conv2D(4, 3, dilation_rate=2, padding="same")),

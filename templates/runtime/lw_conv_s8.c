@@ -77,8 +77,10 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
-/* pw16: a 1x1 unpadded convolution of in_c <= 64 (4k) channels and out_c <= 128, one output pixel
- * at a time: 16 input channels at a time are unpacked once into int16 pairs held in registers, then
+/* pw16: a 1x1 unpadded convolution of in_c <= 64 (4k) channels, or any convolution whose patch is
+ * at most 16 bytes (a first layer), and out_c <= 128, one output pixel at a time: 16 input bytes at
+ * a time (the input pixel, or the gathered patch) are unpacked once into int16 pairs held in
+ * registers, then
  * every output channel is 8 SMLADs against its weights (partial sums of wider inputs in part[]), stored pre-extended to int16 pairs in one record per
  * channel with its constants (rec: bias', multiplier, shift, rnd, weights; see
  * ir.pw16_weight_layout): one pointer, one load and one SMLAD per two MACs. */
@@ -107,20 +109,27 @@ LW_ALWAYS_INLINE int32_t pw_mac(int32_t xv, int32_t w, int32_t acc)
 #define LW_PW_MAX_OC 128 /* partial sums on the stack when in_c > 16 (ir.Conv2D: pw16) */
 
 LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec,
-                                int8_t *output)
+                                int8_t *scratch, int8_t *output)
 {
-    const int32_t half = p->in_c / 2;
+    const int32_t half = p->patch_len / 2;
+    const int32_t step = p->in_place ? 4 : 8; /* a gathered patch is slot 0 of an interleaved pair */
     int32_t part[LW_PW_MAX_OC];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int8_t *x = input + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
+            if (!p->in_place) {
+                lw_gather_pair_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
+                                  oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                                  (int8_t)(-p->in_offset), scratch, 0);
+                x = scratch;
+            }
             int8_t *y = output + (oy * p->out_w + ox) * p->out_c;
             int32_t xv[8] = {0};
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 4
 #endif
             for (int32_t k = 0; k < LW_MIN(half, 8) / 2; ++k) {
-                pw_unpack(x + 4 * k, &xv[2 * k], &xv[2 * k + 1]);
+                pw_unpack(x + step * k, &xv[2 * k], &xv[2 * k + 1]);
             }
             const int32_t *r = rec;
             for (int32_t oc = 0; oc < p->out_c; ++oc, r += 4 + half) {
@@ -173,7 +182,7 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
 {
     const int32_t n = p->patch_len, npix = p->out_h * p->out_w, oc_n = p->out_c;
     if (p->pw16) {
-        conv_pw16(p, input, (const int32_t *)(const void *)weights, output);
+        conv_pw16(p, input, (const int32_t *)(const void *)weights, scratch, output);
         return;
     }
     for (int32_t i = 0; i < npix; i += 2) {

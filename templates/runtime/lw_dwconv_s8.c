@@ -113,6 +113,31 @@ LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, 
 }
 #endif
 
+#if LW_SIMD
+/* all channels of one output pixel, four at a time; inside (a constant at each call): the window
+ * lies inside the input, so no bounds checks */
+LW_ALWAYS_INLINE void dw_pixel4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
+                                const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                                const int32_t *rnd, int32_t iy0, int32_t ix0, int32_t inside, int8_t *out)
+{
+    const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
+    for (int32_t c = 0; c < p->in_c; c += 4) {
+        int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
+        if (inside) {
+            dw_in4(p, input, filter, iy0, ix0, c, a);
+        } else {
+            dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
+        }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+        for (int32_t j = 0; j < 4; ++j) {
+            out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
+        }
+    }
+}
+#endif
+
 LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
                                         const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
                                         const int32_t *rnd, int8_t *output)
@@ -127,21 +152,10 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
             int8_t *out = output + (oy * p->out_w + ox) * p->out_c;
 #if LW_SIMD
             if (pairs) { /* four channels at a time; windows inside the input without bounds checks */
-                const int32_t inside = rows_in && ix0 >= 0 && ix0 + span_w < p->in_w;
-                const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
-                for (int32_t c = 0; c < p->in_c; c += 4) {
-                    int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
-                    if (inside) {
-                        dw_in4(p, input, filter, iy0, ix0, c, a);
-                    } else {
-                        dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
-                    }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
-#endif
-                    for (int32_t j = 0; j < 4; ++j) {
-                        out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
-                    }
+                if (rows_in && ix0 >= 0 && ix0 + span_w < p->in_w) {
+                    dw_pixel4(p, input, filter, bias_folded, mult, shift, rnd, iy0, ix0, 1, out);
+                } else {
+                    dw_pixel4(p, input, filter, bias_folded, mult, shift, rnd, iy0, ix0, 0, out);
                 }
                 continue;
             }
