@@ -91,7 +91,11 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
             wdata = ir.conv_weight_layout(wdata, int(op.lowered["row4"]))
             layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "
                        f"{op.lowered['row4']}), row pairs word-interleaved")
-        if not pw16:
+        if isinstance(op, ir.DepthwiseConv2D) and op.lowered["dw16"]:
+            names["weights"] = f"(const int8_t *)lw_w{k}"
+            arrays.append(CArray(f"lw_w{k}", "int32_t", ir.dw16_weight_layout(wdata.reshape(w.shape)).tolist(),
+                                 f"{op.name}: {layout} as int16 pairs per tap and 4 channels (dw16)"))
+        elif not pw16:
             arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
         # bias + in_offset * sum(weights of the channel): lets kernels skip the offset inside the input
         per_channel = w.data.astype(np.int64)

@@ -189,6 +189,19 @@ def pw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any], bias_folded: l
     return np.concatenate([head, packed], axis=1).ravel()
 
 
+def dw16_weight_layout(w: np.ndarray) -> np.ndarray:
+    """Flash layout of a dw16 depthwise filter (1 x k_h x k_w x C int8, C % 4 == 0): per tap, per
+    group of four channels, the int16 pairs (w[0], w[2]) and (w[1], w[3]) - matching what SXTB16
+    and SXTB16 ROR #8 make of an input word - each packed in one int32 (low half first)."""
+    c = w.shape[-1]
+    q = w.reshape(-1, c // 4, 4).astype(np.int64)
+    lo = np.stack([q[:, :, 0], q[:, :, 1]], axis=2)
+    hi = np.stack([q[:, :, 2], q[:, :, 3]], axis=2)
+    packed = (lo & 0xFFFF) | ((hi & 0xFFFF) << 16)
+    packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
+    return packed.ravel()
+
+
 def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:
     """Flash layout of CONV_2D weights (OHWI int8) for lw_conv_s8 / lw_convpool_s8: each kernel
     row (k_w * in_c values) zero-padded to row4 bytes, so a patch row is whole 4-byte words; then
@@ -297,7 +310,7 @@ class DepthwiseConv2D(Op):
     kind: ClassVar[str] = "dwconv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
     C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "depth_mult", "in_offset",
-                                                          "out_offset", "act_min", "act_max", "rq_fast")
+                                                          "out_offset", "act_min", "act_max", "rq_fast", "dw16")
 
     def lower(self, g: Graph) -> Op:
         x, y = self._io(g)
@@ -308,6 +321,7 @@ class DepthwiseConv2D(Op):
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], depth_mult=oc // x.nhwc[2],
                   in_offset=-x.zero_point, out_offset=y.zero_point, mult=mults, shift=shifts,
                   **_act(g, self.outputs[0], self.activation))
+        lw.update(dw16=int(lw["depth_mult"] == 1 and oc % 4 == 0))  # weights as int16 pairs (dw16_weight_layout)
         op = dataclasses.replace(self, lowered=lw)
         fl = _requant_flags(g, op, 128)
         return dataclasses.replace(op, lowered={**lw, "rq_fast": fl["rq_fast"], "rnd": fl["rnd"]})

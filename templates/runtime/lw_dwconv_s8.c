@@ -3,7 +3,8 @@
  *
  * p           [in]  shapes, strides, dilation, padding, depth_mult, offsets, clamp, rq_fast
  * input       [in]  NHWC, in_h x in_w x in_c
- * filter      [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8
+ * filter      [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8; with dw16
+ *                   (depth multiplier 1, 4k channels) int16 pairs, 4-byte aligned (ir.dw16_weight_layout)
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's k_h x k_w weights
  * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8)
  * output      [out] NHWC, out_h x out_w x out_c
@@ -25,6 +26,18 @@ LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, cons
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
+/* the weight of tap t (ky * k_w + kx) for output channel oc, in either filter layout: int8
+ * 1 x k_h x k_w x out_c, or with dw16 int16 pairs (see ir.dw16_weight_layout) */
+LW_ALWAYS_INLINE int32_t dw_weight(const lw_dwconv_params_t *p, const int8_t *filter, int32_t t, int32_t oc)
+{
+    if (p->dw16) {
+        const int32_t *f16 = (const int32_t *)(const void *)filter;
+        const int32_t word = f16[(t * (p->out_c / 4) + oc / 4) * 2 + (oc & 1)];
+        return (oc & 2) ? (int16_t)((word >> 16) & 0xffff) : (int16_t)(word & 0xffff);
+    }
+    return filter[t * p->out_c + oc];
+}
+
 /* raw sum of x * w for output channel oc (input channel ic) at the window whose top-left tap is
  * (iy0, ix0); taps outside the input read the zero point */
 LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
@@ -38,17 +51,18 @@ LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input
             const int32_t ix = ix0 + p->dil_w * kx;
             const int32_t inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
             const int32_t x = inside ? input[(iy * p->in_w + ix) * p->in_c + ic] : zp;
-            acc += x * filter[(ky * p->k_w + kx) * p->out_c + oc];
+            acc += x * dw_weight(p, filter, ky * p->k_w + kx, oc);
         }
     }
     return acc;
 }
 
 #if LW_SIMD
-/* one tap for four channels: input word u and weight word wv, multiplied per channel */
-LW_ALWAYS_INLINE void dw_tap4(int32_t u, int32_t wv, int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+/* one tap for four channels: input word u and the weights as int16 pairs w02 (channels 0, 2) and
+ * w13 (1, 3), multiplied per channel */
+LW_ALWAYS_INLINE void dw_tap4(int32_t u, int32_t w02, int32_t w13, int32_t *a0, int32_t *a1, int32_t *a2,
+                              int32_t *a3)
 {
-    const int32_t w02 = lw_sxtb16(wv), w13 = lw_sxtb16_ror8(wv);
     const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
     *a0 = lw_smlabb(u02, w02, *a0);
     *a1 = lw_smlabb(u13, w13, *a1);
@@ -62,7 +76,7 @@ LW_ALWAYS_INLINE void dw_in4(const lw_dwconv_params_t *p, const int8_t *input, c
                              int32_t ix0, int32_t c, int32_t a[4])
 {
     const int8_t *x0 = input + (iy0 * p->in_w + ix0) * p->in_c + c;
-    const int8_t *f = filter + c;
+    const int32_t *f = (const int32_t *)(const void *)filter + (c / 4) * 2;
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 1
@@ -73,8 +87,8 @@ LW_ALWAYS_INLINE void dw_in4(const lw_dwconv_params_t *p, const int8_t *input, c
 #endif
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t u = lw_load32(x0 + (p->dil_h * ky * p->in_w + p->dil_w * kx) * p->in_c);
-            const int32_t wv = lw_load32(f + (ky * p->k_w + kx) * p->out_c);
-            dw_tap4(u, wv, &a0, &a1, &a2, &a3);
+            const int32_t *wt = f + (ky * p->k_w + kx) * (p->out_c / 2);
+            dw_tap4(u, wt[0], wt[1], &a0, &a1, &a2, &a3);
         }
     }
     a[0] = a0;
@@ -102,8 +116,9 @@ LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, 
             const int32_t ix = ix0 + p->dil_w * kx;
             const int32_t u = row_in && ix >= 0 && ix < p->in_w ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c)
                                                                  : zp4;
-            const int32_t wv = lw_load32(filter + (ky * p->k_w + kx) * p->out_c + c);
-            dw_tap4(u, wv, &a0, &a1, &a2, &a3);
+            const int32_t *wt =
+                (const int32_t *)(const void *)filter + (ky * p->k_w + kx) * (p->out_c / 2) + (c / 4) * 2;
+            dw_tap4(u, wt[0], wt[1], &a0, &a1, &a2, &a3);
         }
     }
     a[0] = a0;
@@ -143,7 +158,7 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
                                         const int32_t *rnd, int8_t *output)
 {
     const int32_t span_h = p->dil_h * (p->k_h - 1), span_w = p->dil_w * (p->k_w - 1);
-    const int32_t pairs = LW_SIMD && p->depth_mult == 1 && p->in_c % 4 == 0;
+    const int32_t pairs = LW_SIMD && p->dw16;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
         const int32_t rows_in = pairs && iy0 >= 0 && iy0 + span_h < p->in_h;
