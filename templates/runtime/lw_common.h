@@ -48,6 +48,8 @@ static inline int32_t lw_sxtb16_ror8(int32_t x)
 static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
 /* acc + lo(a) * lo(b), acc + hi(a) * hi(b) */
 static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+/* two halfword additions (wrapping) */
+static inline int32_t lw_sadd16(int32_t a, int32_t b) { return (int32_t)__sadd16(a, b); }
 static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
 #else
 static inline int32_t lw_h16(int32_t lo, int32_t hi)
@@ -65,6 +67,10 @@ static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
 static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xffff) * (int16_t)(b & 0xffff)));
+}
+static inline int32_t lw_sadd16(int32_t a, int32_t b)
+{
+    return lw_h16((int16_t)((a + b) & 0xffff), (int16_t)(((a >> 16) + (b >> 16)) & 0xffff));
 }
 static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc)
 {

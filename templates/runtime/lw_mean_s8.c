@@ -11,7 +11,27 @@
 
 void lw_mean_s8(const lw_mean_params_t *p, const int8_t *input, int8_t *output)
 {
-    for (int32_t c = 0; c < p->channels; ++c) {
+    int32_t c = 0;
+#if LW_SIMD
+    if (p->channels % 4 == 0 && p->count <= 255) { /* 4 channels per word; |sum| <= 255 * 128 fits int16 */
+        for (; c < p->channels; c += 4) {
+            int32_t s02 = 0, s13 = 0;
+            const int8_t *x = input + c;
+            for (int32_t i = 0; i < p->count; ++i, x += p->channels) {
+                const int32_t v = lw_load32(x);
+                s02 = lw_sadd16(s02, lw_sxtb16(v));
+                s13 = lw_sadd16(s13, lw_sxtb16_ror8(v));
+            }
+            const int32_t sums[4] = {(int16_t)(s02 & 0xffff), (int16_t)(s13 & 0xffff), (int16_t)((s02 >> 16) & 0xffff),
+                                     (int16_t)((s13 >> 16) & 0xffff)};
+            for (int32_t j = 0; j < 4; ++j) {
+                const int32_t v = lw_mbqm(sums[j] - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
+                output[c + j] = (int8_t)LW_CLAMP(v, -128, 127);
+            }
+        }
+    }
+#endif
+    for (; c < p->channels; ++c) {
         int32_t sum = 0;
         for (int32_t i = 0; i < p->count; ++i) {
             sum += input[i * p->channels + c];
