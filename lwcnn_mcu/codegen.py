@@ -107,8 +107,8 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
             names["weights"] = f"(const int8_t *)lw_w{k}"
             rec = ir.pw16_weight_layout(wdata.reshape(w.shape), op.lowered, folded)
             arrays.append(CArray(f"lw_w{k}", "int32_t", rec.tolist(),
-                                 f"{op.name}: per output channel bias', multiplier, shift, rnd, then weights "
-                                 f"{list(w.shape)} as int16 pairs per input word (pw16)"))
+                                 f"{op.name}: per output channel weights {list(w.shape)} as int16 pairs "
+                                 "per input word, then bias', multiplier, shift, rnd (pw16)"))
             names.update(bias_folded="NULL", mult="NULL", shift="NULL", rnd="NULL")
             return names, arrays
         names["bias_folded"] = f"lw_bf{k}"

@@ -12,7 +12,7 @@ generated. The template ``templates/ops/<kind>.c.j2`` prints the call; the runti
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -169,24 +169,36 @@ def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
             "rnd": rnd if fast else [0] * len(shifts)}
 
 
+def requant_prep(lowered: Mapping[str, Any], bias_folded: Sequence[int]) -> tuple[int, np.ndarray]:
+    """Per-channel constants for lw_requant_prep_out: returns (scale, array of [bias', m, s, rnd]
+    rows). With rq_fast, scale 2 (the kernel's weights and bias' are stored doubled, so the
+    accumulator arrives as 2 * acc, which SMMULR needs; |2 * acc| < 2^31 by the rq_fast bound) and
+    s = -shift, the right shift; otherwise scale 1 and s = shift."""
+    fast = bool(lowered["rq_fast"])
+    scale = 2 if fast else 1
+    shifts = [-int(v) if fast else int(v) for v in lowered["shift"]]
+    rows = np.array([[scale * int(b) for b in bias_folded], [int(v) for v in lowered["mult"]], shifts,
+                     [int(v) for v in lowered["rnd"]]], np.int64).T
+    return scale, rows
+
+
 def pw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any], bias_folded: list[int]) -> np.ndarray:
     """Flash layout of a pw16 convolution (OHWI int8): one record per output channel that the
-    kernel reads with a single pointer: bias_folded, multiplier, shift, rnd, then, for each word k
-    of the patch (kernel rows padded to row4 bytes, as conv_weight_layout), the int16 pairs
-    (w[4k], w[4k+2]) and (w[4k+1], w[4k+3]) - what SXTB16 and SXTB16 ROR #8 make of the input
-    word - each packed in one int32 (low half first). Returns a flat int array of
-    out_c * (4 + patch_len / 2) int32 values."""
+    kernel reads with a single pointer, two words per load (LDRD): for each word k of the patch
+    (kernel rows padded to row4 bytes, as conv_weight_layout), the int16 pairs (w[4k], w[4k+2])
+    and (w[4k+1], w[4k+3]) - what SXTB16 and SXTB16 ROR #8 make of the input word - each packed in
+    one int32 (low half first), then bias', multiplier, s, rnd (requant_prep; weights and bias'
+    times its scale). Returns a flat int array of out_c * (patch_len / 2 + 4) int32 values."""
     oc, kh, kw, ic = w.shape
     row4 = int(lowered["row4"])
+    scale, tail = requant_prep(lowered, bias_folded)
     rows = np.zeros((oc, kh, row4), np.int64)
-    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic)
+    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic) * scale
     q = rows.reshape(oc, -1, 4)
     pairs = np.stack([q[:, :, 0], q[:, :, 2], q[:, :, 1], q[:, :, 3]], axis=2).reshape(oc, -1, 2)
     packed = (pairs[:, :, 0] & 0xFFFF) | ((pairs[:, :, 1] & 0xFFFF) << 16)
     packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
-    head = np.array([bias_folded, list(lowered["mult"]), list(lowered["shift"]), list(lowered["rnd"])],
-                    np.int64).T
-    return np.concatenate([head, packed], axis=1).ravel()
+    return np.concatenate([packed, tail], axis=1).ravel()
 
 
 def dw16_weight_layout(w: np.ndarray) -> np.ndarray:

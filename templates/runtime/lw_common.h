@@ -46,7 +46,9 @@ static inline int32_t lw_sxtb16_ror8(int32_t x)
 }
 /* acc + lo(a) * lo(b) + hi(a) * hi(b) */
 static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
-/* acc + lo(a) * lo(b), acc + hi(a) * hi(b) */
+/* lo(a) * lo(b) + hi(a) * hi(b) */
+static inline int32_t lw_smuad(int32_t a, int32_t b) { return __smuad(a, b); }
+/* acc + lo(a) * lo(b); SMLATT: acc + hi(a) * hi(b) */
 static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
 /* two halfword additions (wrapping) */
 static inline int32_t lw_sadd16(int32_t a, int32_t b) { return (int32_t)__sadd16(a, b); }
@@ -64,6 +66,7 @@ static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
     const int32_t hi = (int16_t)((a >> 16) & 0xffff) * (int16_t)((b >> 16) & 0xffff);
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* SMLAD wraps */
 }
+static inline int32_t lw_smuad(int32_t a, int32_t b) { return lw_smlad(a, b, 0); }
 static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xffff) * (int16_t)(b & 0xffff)));
@@ -197,6 +200,33 @@ static inline int32_t lw_requant_out(int32_t x, int32_t multiplier, int32_t shif
         return (r + (r < 0 ? -1 : 0) + rnd) >> -shift;
     }
     return lw_mbqm(x, multiplier, shift) + out_offset;
+}
+
+/* Requantization with constants prepared by the compiler (ir.requant_prep): with fast set, acc
+ * is already doubled (weights and bias stored x2, so no shift here) and s is the right shift
+ * e = -shift; otherwise acc is the plain accumulator and s TFLite's shift. Same bytes as
+ * lw_requant_out. */
+static inline int32_t lw_requant_prep_out(int32_t acc, int32_t m, int32_t s, int32_t rnd, int32_t fast,
+                                          int32_t out_offset)
+{
+    if (fast) {
+        const int32_t r = lw_smmulr(acc, m);
+        return (r + (r < 0 ? -1 : 0) + rnd) >> s;
+    }
+    return lw_mbqm(acc, m, s) + out_offset;
+}
+
+/* *a = (*p)[0], *b = (*p)[1], *p += 2: one LDRD with write-back on Cortex-M (GCC does not merge
+ * these loads by itself inside loops) */
+static inline void lw_ld2(const int32_t **p, int32_t *a, int32_t *b)
+{
+#if LW_DSP && defined(__GNUC__)
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*a), "=r"(*b), "+r"(*p) : "m"(*(const int32_t(*)[2]) * p));
+#else
+    *a = (*p)[0];
+    *b = (*p)[1];
+    *p += 2;
+#endif
 }
 
 /* sum of x[i] * w[i] over n int8 pairs. SIMD: four pairs per step, sign-extended in halfword

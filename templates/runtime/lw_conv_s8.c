@@ -78,12 +78,12 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
 }
 
 /* pw16: a 1x1 unpadded convolution of in_c <= 64 (4k) channels, or any convolution whose patch is
- * at most 16 bytes (a first layer), and out_c <= 128, one output pixel at a time: 16 input bytes at
- * a time (the input pixel, or the gathered patch) are unpacked once into int16 pairs held in
- * registers, then
- * every output channel is 8 SMLADs against its weights (partial sums of wider inputs in part[]), stored pre-extended to int16 pairs in one record per
- * channel with its constants (rec: bias', multiplier, shift, rnd, weights; see
- * ir.pw16_weight_layout): one pointer, one load and one SMLAD per two MACs. */
+ * at most 16 bytes (a first layer), and out_c <= 128, one output pixel at a time: 16 input bytes
+ * at a time (the input pixel, or the gathered patch) are unpacked once into int16 pairs held in
+ * registers, then every output channel is 8 SMLADs against its weights (partial sums of wider
+ * inputs in part[]). Each channel is one record read with one pointer, two words per load
+ * (ir.pw16_weight_layout): the weights pre-extended to int16 pairs, then bias', multiplier, s and
+ * rnd for lw_requant_prep_out. */
 LW_ALWAYS_INLINE void pw_unpack(const int8_t *x, int32_t *lo, int32_t *hi)
 {
 #if LW_SIMD
@@ -108,10 +108,40 @@ LW_ALWAYS_INLINE int32_t pw_mac(int32_t xv, int32_t w, int32_t acc)
 
 #define LW_PW_MAX_OC 128 /* partial sums on the stack when in_c > 16 (ir.Conv2D: pw16) */
 
+/* acc (0 if first) + the next n (even, <= 8) weights of the record at *r against xv[]; *r moves
+ * past them */
+LW_ALWAYS_INLINE int32_t pw_dot(const int32_t **r, const int32_t xv[8], int32_t n, int32_t acc, int32_t first)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int32_t j = 0; j < n; j += 2) {
+        int32_t w0, w1;
+        lw_ld2(r, &w0, &w1);
+#if LW_SIMD
+        acc = j == 0 && first ? lw_smuad(xv[j], w0) : pw_mac(xv[j], w0, acc);
+#else
+        acc = pw_mac(xv[j], w0, j == 0 && first ? 0 : acc);
+#endif
+        acc = pw_mac(xv[j + 1], w1, acc);
+    }
+    return acc;
+}
+
+/* the record tail at *r (bias', multiplier, s, rnd) applied to the weighted sum acc */
+LW_ALWAYS_INLINE int8_t pw_out(const lw_conv_params_t *p, const int32_t **r, int32_t acc)
+{
+    int32_t bias, m, s, rnd;
+    lw_ld2(r, &bias, &m);
+    lw_ld2(r, &s, &rnd);
+    acc = lw_requant_prep_out(acc + bias, m, s, rnd, p->rq_fast, p->out_offset);
+    return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
+}
+
 LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec,
                                 int8_t *scratch, int8_t *output)
 {
-    const int32_t half = p->patch_len / 2;
+    const int32_t half = p->patch_len / 2, len = half + 4;
     const int32_t step = p->in_place ? 4 : 8; /* a gathered patch is slot 0 of an interleaved pair */
     int32_t part[LW_PW_MAX_OC];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -125,51 +155,34 @@ LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, 
             }
             int8_t *y = output + (oy * p->out_w + ox) * p->out_c;
             int32_t xv[8] = {0};
+            /* 16 input bytes (8 pairs) at a time; the last chunk ends with the record tail */
+            for (int32_t c = 0; c < half; c += 8) {
+                const int32_t n = LW_MIN(half - c, 8);
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 4
 #endif
-            for (int32_t k = 0; k < LW_MIN(half, 8) / 2; ++k) {
-                pw_unpack(x + step * k, &xv[2 * k], &xv[2 * k + 1]);
-            }
-            const int32_t *r = rec;
-            for (int32_t oc = 0; oc < p->out_c; ++oc, r += 4 + half) {
-                int32_t acc = r[0];
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-                for (int32_t j = 0; j < LW_MIN(half, 8); ++j) {
-                    acc = pw_mac(xv[j], r[4 + j], acc);
+                for (int32_t k = 0; k < n / 2; ++k) {
+                    pw_unpack(x + (c == 0 ? step * k : 2 * c + 4 * k), &xv[2 * k], &xv[2 * k + 1]);
                 }
-                if (half > 8) {
-                    part[oc] = acc;
-                    continue;
-                }
-                acc = lw_requant_out(acc, r[1], r[2], r[3], p->rq_fast, p->out_offset);
-                y[oc] = (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
-            }
-            /* more than 16 input channels: the next 16 at a time, partial sums in part[] */
-            for (int32_t c = 8; c < half; c += 8) {
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
-#endif
-                for (int32_t k = 0; k < LW_MIN(half - c, 8) / 2; ++k) {
-                    pw_unpack(x + 2 * c + 4 * k, &xv[2 * k], &xv[2 * k + 1]);
-                }
-                r = rec;
-                for (int32_t oc = 0; oc < p->out_c; ++oc, r += 4 + half) {
-                    int32_t acc = part[oc];
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-                    for (int32_t j = 0; j < LW_MIN(half - c, 8); ++j) {
-                        acc = pw_mac(xv[j], r[4 + c + j], acc);
+                const int32_t *r = rec + c;
+                if (half <= 8) { /* one chunk: no partial sums */
+                    for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                        const int32_t acc = pw_dot(&r, xv, n, 0, 1);
+                        y[oc] = pw_out(p, &r, acc);
                     }
-                    if (c + 8 < half) {
-                        part[oc] = acc;
-                        continue;
+                } else if (c == 0) {
+                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
+                        part[oc] = pw_dot(&r, xv, n, 0, 1);
                     }
-                    acc = lw_requant_out(acc, r[1], r[2], r[3], p->rq_fast, p->out_offset);
-                    y[oc] = (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
+                } else if (c + 8 < half) {
+                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
+                        part[oc] = pw_dot(&r, xv, n, part[oc], 0);
+                    }
+                } else {
+                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += c) {
+                        const int32_t acc = pw_dot(&r, xv, n, part[oc], 0);
+                        y[oc] = pw_out(p, &r, acc);
+                    }
                 }
             }
         }
