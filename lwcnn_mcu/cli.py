@@ -165,12 +165,14 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           epochs: Annotated[int | None, typer.Option(help="stage-1 epochs (default per dataset)")] = None,
           schedule: Annotated[str | None, typer.Option(
               help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
+          arch: Annotated[str | None, typer.Option(
+              help="architecture: lw14k, lw14kd, lwds20k or tiny (default per dataset)")] = None,
           as_json: JsonOpt = False) -> None:
     """Two-stage training: dual-input-output model, then progressive unfreezing."""
     from lwcnn_mcu import training
 
     card = training.train(dataset, out=out, seed=seed, quick=quick, unify=unify, epochs=epochs,
-                          schedule=schedule, console=_out(as_json))
+                          schedule=schedule, arch=arch, console=_out(as_json))
     if as_json:
         _emit_json(card)
 
