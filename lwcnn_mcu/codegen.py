@@ -86,7 +86,7 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
                                  f"{op.name}: the input zero point, read for taps outside the input"))
         elif isinstance(op, ir.Conv2D):
             names["pad_row"] = "NULL"
-        pw16 = isinstance(op, ir.Conv2D) and bool(op.lowered["pw16"])
+        pw16 = isinstance(op, ir.Conv2D | ir.ConvPool) and bool(op.lowered["pw16"])
         if isinstance(op, ir.Conv2D | ir.ConvPool) and not pw16:
             wdata = ir.conv_weight_layout(wdata, int(op.lowered["row4"]))
             layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "

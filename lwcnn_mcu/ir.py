@@ -418,6 +418,8 @@ class ConvPool(Op):
                  pool_stride_h=p["stride_h"], pool_stride_w=p["stride_w"], pool_pad_top=p["pad_top"],
                  pool_pad_left=p["pad_left"], pool_out_h=p["out_h"], pool_out_w=p["out_w"],
                  pool_act_min=p["act_min"], pool_act_max=p["act_max"])
+        # pw16 (the convolution's records) only with max pooling of raw accumulators
+        c.update(pw16=int(bool(c["pw16"]) and not c["pool_avg"] and bool(c["rq_mono"])))
         return dataclasses.replace(self, lowered=c)
 
     def macs(self, g: Graph) -> int:
@@ -427,10 +429,13 @@ class ConvPool(Op):
     MAX_WINDOW: ClassVar[int] = 16  # LW_POOL_MAX_PIXELS in lw_convpool_s8.c
 
     def scratch_bytes(self) -> int:
-        """One patch per convolution pixel of a pooling window (none when they are read in place)."""
+        """One patch per convolution pixel of a pooling window (none when they are read in place);
+        with pw16 one patch pair (slot 0 used)."""
         lw = self.lowered
         if Conv2D.direct(self):  # type: ignore[arg-type]
             return 0
+        if lw["pw16"]:
+            return 0 if lw["in_place"] else 2 * int(lw["patch_len"])
         return int((lw["pool_h"] * lw["pool_w"] + 1) // 2 * 2 * lw["patch_len"])
 
 

@@ -83,9 +83,22 @@ CASES = {
     "reshape_dense": lambda k, L: _m(k, (4, 4, 4), L.Reshape((16, 4)), L.Reshape((64,)), L.Dense(5)),
     "dropout_dense": lambda k, L: _m(k, (3, 3, 4), L.Flatten(), L.Dropout(0.5), L.Dense(6)),
     "maxpool_relu6": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(4, 3), L.MaxPooling2D(2), L.ReLU(6.0)),
+    # pw16 fused with max pooling: first layer (1 channel, rows read straight from the input inside,
+    # gathered at the border), a dilated one, 2 words per kernel row, and an in-place 1x1 in chunks
+    "conv3x3_c1_maxpool_pw16": lambda k, L: _m(k, (10, 10, 1), L.Conv2D(6, 3, padding="same", activation="relu"),
+                                               L.MaxPooling2D(2)),
+    "conv3x3_c1_dil2_maxpool_pw16": lambda k, L: _m(k, (11, 11, 1), L.Conv2D(4, 3, dilation_rate=2, padding="same"),
+                                                    L.MaxPooling2D(2)),
+    "conv2x2_c3_maxpool3_pw16": lambda k, L: _m(k, (9, 9, 3), L.Conv2D(5, 2),
+                                                L.MaxPooling2D(3, strides=2, padding="same")),
+    "conv1x1_c40_maxpool_pw16": lambda k, L: _m(k, (6, 6, 40), L.Conv2D(9, 1), L.MaxPooling2D(2)),
     "activation_layers": lambda k, L: _m(k, (6, 6, 3), L.Conv2D(4, 3), L.Activation("relu"), L.Flatten(),
                                          L.Dense(5), L.Activation("softmax")),
 }
+
+
+# rows that must take a specialised kernel path: (lowered flag set on some op)
+PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -93,6 +106,8 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     model = CASES[case](keras, keras.layers)
     randomize(model, seed=len(case))
     c = compile_keras(model, tmp_path, seed=len(case))
+    if case in PATHS:
+        assert any(op.lowered.get(PATHS[case]) for op in c.graph.ops), f"{case} does not exercise {PATHS[case]}"
     x = random_inputs(c, 48)
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
     got = hostrun.build_host(c.gen.files).run(x)

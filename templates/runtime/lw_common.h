@@ -378,4 +378,102 @@ static inline void lw_gather_pair_s8(const int8_t *input, int32_t in_h, int32_t 
     }
 }
 
+/*
+ * pw16 helpers (lw_conv_s8, lw_convpool_s8): a convolution whose patch is one input pixel of at
+ * most 64 channels read in place, or a gathered patch of at most 16 bytes. 16 patch bytes at a
+ * time are unpacked into 8 int16 pairs held in registers (xv); each output channel is one record
+ * read with one pointer, two words per load (ir.pw16_weight_layout): its weights pre-extended to
+ * int16 pairs, then bias', multiplier, s and rnd for lw_requant_prep_out.
+ */
+#define LW_PW_MAX_OC 128 /* partial sums on the stack (ir.Conv2D: pw16) */
+
+/* xv[0 .. 2 * nw - 1] = the int16 pairs of patch words k0 .. k0 + nw - 1 (nw <= 4), patch word k
+ * at x + (k / wpr) * row_stride + 4 * (k % wpr) (wpr words per kernel row) */
+LW_ALWAYS_INLINE void lw_pw_unpack(const int8_t *x, int32_t k0, int32_t nw, int32_t wpr, int32_t row_stride,
+                                   int32_t xv[8])
+{
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int32_t i = 0; i < nw; ++i) {
+        const int32_t k = k0 + i;
+        const int8_t *q = x + (k / wpr) * row_stride + 4 * (k % wpr);
+#if LW_SIMD
+        const int32_t v = lw_load32(q);
+        xv[2 * i] = lw_sxtb16(v);
+        xv[2 * i + 1] = lw_sxtb16_ror8(v);
+#else
+        xv[2 * i] = (int32_t)(((uint32_t)(uint16_t)q[2] << 16) | (uint16_t)q[0]);
+        xv[2 * i + 1] = (int32_t)(((uint32_t)(uint16_t)q[3] << 16) | (uint16_t)q[1]);
+#endif
+    }
+}
+
+/* xv = pairs c .. c + n - 1 (n even, <= 8; c > 0 only in place) of the patch of the window whose
+ * top-left tap is (iy0, ix0): in place (an unpadded 1x1 window: the input pixel); straight from
+ * the input rows when the window lies inside the input and each row's row4 bytes stay inside the
+ * input tensor (the bytes past k_w * in_c meet zero weights); else gathered into slot 0 of the
+ * scratch pair (lw_gather_pair_s8) and read from there. */
+LW_ALWAYS_INLINE void lw_pw_load(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
+                                 int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t in_place,
+                                 int32_t iy0, int32_t ix0, int8_t zp, int8_t *scratch, int32_t c, int32_t n,
+                                 int32_t xv[8])
+{
+    const int8_t *x = input + (iy0 * in_w + ix0) * in_c;
+    if (in_place) {
+        lw_pw_unpack(x, c / 2, n / 2, row4 / 4, 0, xv);
+        return;
+    }
+    const int32_t last = iy0 + dil_h * (k_h - 1);
+    if (dil_w == 1 && iy0 >= 0 && last < in_h && ix0 >= 0 && ix0 + k_w <= in_w &&
+        (last * in_w + ix0) * in_c + row4 <= in_h * in_w * in_c) {
+        lw_pw_unpack(x, 0, n / 2, row4 / 4, dil_h * in_w * in_c, xv);
+        return;
+    }
+    lw_gather_pair_s8(input, in_h, in_w, in_c, k_h, k_w, dil_h, dil_w, row4, iy0, ix0, zp, scratch, 0);
+    lw_pw_unpack(scratch, 0, n / 2, 1, 8, xv);
+}
+
+LW_ALWAYS_INLINE int32_t lw_pw_mac(int32_t xv, int32_t w, int32_t acc)
+{
+#if LW_SIMD
+    return lw_smlad(xv, w, acc);
+#else
+    return acc + (int16_t)(xv & 0xffff) * (int16_t)(w & 0xffff) +
+           (int16_t)((xv >> 16) & 0xffff) * (int16_t)((w >> 16) & 0xffff);
+#endif
+}
+
+/* acc (0 if first) + the next n (even, <= 8) weights of the record at *r against xv[]; *r moves
+ * past them */
+LW_ALWAYS_INLINE int32_t lw_pw_dot(const int32_t **r, const int32_t xv[8], int32_t n, int32_t acc, int32_t first)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int32_t j = 0; j < n; j += 2) {
+        int32_t w0, w1;
+        lw_ld2(r, &w0, &w1);
+#if LW_SIMD
+        acc = j == 0 && first ? lw_smuad(xv[j], w0) : lw_pw_mac(xv[j], w0, acc);
+#else
+        acc = lw_pw_mac(xv[j], w0, j == 0 && first ? 0 : acc);
+#endif
+        acc = lw_pw_mac(xv[j + 1], w1, acc);
+    }
+    return acc;
+}
+
+/* the record tail at *r (bias', multiplier, s, rnd) applied to the weighted sum acc, clamped to
+ * [act_min, act_max]; *r moves past it */
+LW_ALWAYS_INLINE int8_t lw_pw_out(const int32_t **r, int32_t acc, int32_t fast, int32_t out_offset, int32_t act_min,
+                                  int32_t act_max)
+{
+    int32_t bias, m, s, rnd;
+    lw_ld2(r, &bias, &m);
+    lw_ld2(r, &s, &rnd);
+    acc = lw_requant_prep_out(acc + bias, m, s, rnd, fast, out_offset);
+    return (int8_t)lw_clamp_s8(acc, act_min, act_max);
+}
+
 #endif /* LW_COMMON_H */

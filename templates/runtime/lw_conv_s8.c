@@ -78,110 +78,43 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
 }
 
 /* pw16: a 1x1 unpadded convolution of in_c <= 64 (4k) channels, or any convolution whose patch is
- * at most 16 bytes (a first layer), and out_c <= 128, one output pixel at a time: 16 input bytes
- * at a time (the input pixel, or the gathered patch) are unpacked once into int16 pairs held in
- * registers, then every output channel is 8 SMLADs against its weights (partial sums of wider
- * inputs in part[]). Each channel is one record read with one pointer, two words per load
- * (ir.pw16_weight_layout): the weights pre-extended to int16 pairs, then bias', multiplier, s and
- * rnd for lw_requant_prep_out. */
-LW_ALWAYS_INLINE void pw_unpack(const int8_t *x, int32_t *lo, int32_t *hi)
-{
-#if LW_SIMD
-    const int32_t v = lw_load32(x);
-    *lo = lw_sxtb16(v);
-    *hi = lw_sxtb16_ror8(v);
-#else
-    *lo = (int32_t)(((uint32_t)(uint16_t)x[2] << 16) | (uint16_t)x[0]);
-    *hi = (int32_t)(((uint32_t)(uint16_t)x[3] << 16) | (uint16_t)x[1]);
-#endif
-}
-
-LW_ALWAYS_INLINE int32_t pw_mac(int32_t xv, int32_t w, int32_t acc)
-{
-#if LW_SIMD
-    return lw_smlad(xv, w, acc);
-#else
-    return acc + (int16_t)(xv & 0xffff) * (int16_t)(w & 0xffff) +
-           (int16_t)((xv >> 16) & 0xffff) * (int16_t)((w >> 16) & 0xffff);
-#endif
-}
-
-#define LW_PW_MAX_OC 128 /* partial sums on the stack when in_c > 16 (ir.Conv2D: pw16) */
-
-/* acc (0 if first) + the next n (even, <= 8) weights of the record at *r against xv[]; *r moves
- * past them */
-LW_ALWAYS_INLINE int32_t pw_dot(const int32_t **r, const int32_t xv[8], int32_t n, int32_t acc, int32_t first)
-{
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
-#endif
-    for (int32_t j = 0; j < n; j += 2) {
-        int32_t w0, w1;
-        lw_ld2(r, &w0, &w1);
-#if LW_SIMD
-        acc = j == 0 && first ? lw_smuad(xv[j], w0) : pw_mac(xv[j], w0, acc);
-#else
-        acc = pw_mac(xv[j], w0, j == 0 && first ? 0 : acc);
-#endif
-        acc = pw_mac(xv[j + 1], w1, acc);
-    }
-    return acc;
-}
-
-/* the record tail at *r (bias', multiplier, s, rnd) applied to the weighted sum acc */
-LW_ALWAYS_INLINE int8_t pw_out(const lw_conv_params_t *p, const int32_t **r, int32_t acc)
-{
-    int32_t bias, m, s, rnd;
-    lw_ld2(r, &bias, &m);
-    lw_ld2(r, &s, &rnd);
-    acc = lw_requant_prep_out(acc + bias, m, s, rnd, p->rq_fast, p->out_offset);
-    return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
-}
-
+ * at most 16 bytes (a first layer), and out_c <= 128, one output pixel at a time (the lw_pw_*
+ * helpers of lw_common.h): 16 input bytes at a time (the input pixel, or the gathered patch) are
+ * unpacked once into int16 pairs held in registers, then every output channel is 8 SMLADs
+ * against its record (partial sums of wider inputs in part[]). */
 LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec,
                                 int8_t *scratch, int8_t *output)
 {
     const int32_t half = p->patch_len / 2, len = half + 4;
-    const int32_t step = p->in_place ? 4 : 8; /* a gathered patch is slot 0 of an interleaved pair */
     int32_t part[LW_PW_MAX_OC];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int8_t *x = input + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
-            if (!p->in_place) {
-                lw_gather_pair_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
-                                  oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                                  (int8_t)(-p->in_offset), scratch, 0);
-                x = scratch;
-            }
             int8_t *y = output + (oy * p->out_w + ox) * p->out_c;
             int32_t xv[8] = {0};
             /* 16 input bytes (8 pairs) at a time; the last chunk ends with the record tail */
             for (int32_t c = 0; c < half; c += 8) {
                 const int32_t n = LW_MIN(half - c, 8);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
-#endif
-                for (int32_t k = 0; k < n / 2; ++k) {
-                    pw_unpack(x + (c == 0 ? step * k : 2 * c + 4 * k), &xv[2 * k], &xv[2 * k + 1]);
-                }
+                lw_pw_load(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
+                           p->in_place, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                           (int8_t)(-p->in_offset), scratch, c, n, xv);
                 const int32_t *r = rec + c;
                 if (half <= 8) { /* one chunk: no partial sums */
                     for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                        const int32_t acc = pw_dot(&r, xv, n, 0, 1);
-                        y[oc] = pw_out(p, &r, acc);
+                        const int32_t acc = lw_pw_dot(&r, xv, n, 0, 1);
+                        y[oc] = lw_pw_out(&r, acc, p->rq_fast, p->out_offset, p->act_min, p->act_max);
                     }
                 } else if (c == 0) {
                     for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
-                        part[oc] = pw_dot(&r, xv, n, 0, 1);
+                        part[oc] = lw_pw_dot(&r, xv, n, 0, 1);
                     }
                 } else if (c + 8 < half) {
                     for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
-                        part[oc] = pw_dot(&r, xv, n, part[oc], 0);
+                        part[oc] = lw_pw_dot(&r, xv, n, part[oc], 0);
                     }
                 } else {
                     for (int32_t oc = 0; oc < p->out_c; ++oc, r += c) {
-                        const int32_t acc = pw_dot(&r, xv, n, part[oc], 0);
-                        y[oc] = pw_out(p, &r, acc);
+                        const int32_t acc = lw_pw_dot(&r, xv, n, part[oc], 0);
+                        y[oc] = lw_pw_out(&r, acc, p->rq_fast, p->out_offset, p->act_min, p->act_max);
                     }
                 }
             }

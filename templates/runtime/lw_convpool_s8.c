@@ -9,15 +9,20 @@
  * Max pooling with rq_mono set (every shift <= 0, so requantization is monotonic: no left shift
  * that could wrap, a positive multiplier, round-to-nearest, clamp) takes the maximum of the raw
  * accumulators and requantizes once per pooled output instead of once per convolution output.
+ * With pw16 (max pooling, rq_mono, a patch of at most 16 bytes or an in-place 1x1 window of at
+ * most 64 channels) each window pixel's patch is unpacked once into registers and every output
+ * channel's record (ir.pw16_weight_layout) is run against it, its running maximum kept in vmax[]
+ * (the lw_pw_* helpers of lw_common.h, as lw_conv_s8's pw16).
  *
  * p           [in]  convolution fields as lw_conv_s8 (out_h/out_w: the convolution's output), then
  *                   the pooling window, stride, padding, output size, clamp (pool_avg: 0 max, 1 avg)
  * input       [in]  NHWC, in_h x in_w x in_c
- * weights     [in]  as lw_conv_s8; bias_folded [in] out_c int32 (see lw_conv_s8)
+ * weights     [in]  as lw_conv_s8 (pw16: records, then bias_folded, mult, shift, rnd are NULL);
+ *                   bias_folded [in] out_c int32 (see lw_conv_s8)
  * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8)
  * scratch     [-]   patch_len bytes per window pixel, rounded up to pairs (word-interleaved pairs,
- *                   see lw_gather_pair_s8), 4-byte aligned; NULL for an unpadded 1x1
- *                   window of in_c % 4 == 0 (patches read in place)
+ *                   see lw_gather_pair_s8), 4-byte aligned (pw16: one pair); NULL for an
+ *                   unpadded 1x1 window of in_c % 4 == 0 (patches read in place)
  * output      [out] NHWC, pool_out_h x pool_out_w x out_c
  */
 #include "lw_kernels.h"
@@ -39,12 +44,64 @@ LW_ALWAYS_INLINE int8_t cp_finish(const lw_convpool_params_t *p, int32_t v, int3
     return (int8_t)LW_CLAMP(v, p->pool_act_min, p->pool_act_max);
 }
 
+/* pw16 with max pooling of raw accumulators (see the header) */
+LW_ALWAYS_INLINE void convpool_pw16(const lw_convpool_params_t *p, const int8_t *input, const int32_t *rec,
+                                    int8_t *scratch, int8_t *output)
+{
+    const int32_t half = p->patch_len / 2, len = half + 4;
+    int32_t part[LW_PW_MAX_OC], vmax[LW_PW_MAX_OC];
+    for (int32_t py = 0; py < p->pool_out_h; ++py) {
+        const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
+        const int32_t y0 = LW_MAX(0, cy0), y1 = LW_MIN(p->out_h, cy0 + p->pool_h);
+        for (int32_t px_ = 0; px_ < p->pool_out_w; ++px_) {
+            const int32_t cx0 = px_ * p->pool_stride_w - p->pool_pad_left;
+            const int32_t x0 = LW_MAX(0, cx0), x1 = LW_MIN(p->out_w, cx0 + p->pool_w);
+            for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                vmax[oc] = INT32_MIN;
+            }
+            for (int32_t cy = y0; cy < y1; ++cy) {
+                for (int32_t cx = x0; cx < x1; ++cx) {
+                    int32_t xv[8] = {0};
+                    for (int32_t c = 0; c < half; c += 8) { /* 16 patch bytes at a time */
+                        const int32_t n = LW_MIN(half - c, 8);
+                        lw_pw_load(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
+                                   scratch == NULL, cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
+                                   (int8_t)(-p->in_offset), scratch, c, n, xv);
+                        const int32_t *r = rec + c;
+                        for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
+                            const int32_t acc = lw_pw_dot(&r, xv, n, c == 0 ? 0 : part[oc], c == 0);
+                            if (c + 8 < half) {
+                                part[oc] = acc;
+                            } else {
+                                vmax[oc] = LW_MAX(vmax[oc], acc);
+                            }
+                        }
+                    }
+                }
+            }
+            int8_t *out = output + (py * p->pool_out_w + px_) * p->out_c;
+            const int32_t *r = rec + half;
+            const int32_t empty = y1 <= y0 || x1 <= x0; /* a window of padding only */
+            for (int32_t oc = 0; oc < p->out_c; ++oc, r += half + 4) {
+                const int32_t *t = r;
+                const int32_t v = empty ? -128 : lw_pw_out(&t, vmax[oc], p->rq_fast, p->out_offset, p->act_min,
+                                                           p->act_max);
+                out[oc] = (int8_t)LW_CLAMP(v, p->pool_act_min, p->pool_act_max);
+            }
+        }
+    }
+}
+
 LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
                     const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, const int32_t *rnd, int8_t *scratch,
                     int8_t *output)
 {
     const int32_t n = p->patch_len, oc_n = p->out_c;
     const int8_t *px[LW_POOL_MAX_PIXELS + 1];
+    if (p->pw16) {
+        convpool_pw16(p, input, (const int32_t *)(const void *)weights, scratch, output);
+        return;
+    }
     for (int32_t py = 0; py < p->pool_out_h; ++py) {
         const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
         const int32_t y0 = LW_MAX(0, cy0), y1 = LW_MIN(p->out_h, cy0 + p->pool_h);
