@@ -93,7 +93,8 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
                        f"{op.lowered['row4']}), row pairs word-interleaved")
         if isinstance(op, ir.DepthwiseConv2D) and op.lowered["dw16"]:
             names["weights"] = f"(const int8_t *)lw_w{k}"
-            arrays.append(CArray(f"lw_w{k}", "int32_t", ir.dw16_weight_layout(wdata.reshape(w.shape)).tolist(),
+            arrays.append(CArray(f"lw_w{k}", "int32_t",
+                                 ir.dw16_weight_layout(wdata.reshape(w.shape), op.lowered).tolist(),
                                  f"{op.name}: {layout} as int16 pairs per tap and 4 channels (dw16)"))
         elif not pw16:
             arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
@@ -110,6 +111,11 @@ def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[
                                  f"{op.name}: per output channel weights {list(w.shape)} as int16 pairs "
                                  "per input word, then bias', multiplier, shift, rnd (pw16)"))
             names.update(bias_folded="NULL", mult="NULL", shift="NULL", rnd="NULL")
+            return names, arrays
+        if isinstance(op, ir.DepthwiseConv2D) and op.lowered["dw16"]:  # ir.dw16_const_layout
+            names.update(bias_folded=f"lw_q{k}", mult="NULL", shift="NULL", rnd="NULL")
+            arrays.append(CArray(f"lw_q{k}", "int32_t", ir.dw16_const_layout(op.lowered, folded).tolist(),
+                                 f"{op.name}: per 4 channels bias', then multiplier, shift, rnd of each (dw16)"))
             return names, arrays
         names["bias_folded"] = f"lw_bf{k}"
         arrays.append(CArray(f"lw_bf{k}", "int32_t", folded, f"{op.name}: bias with the input offset folded in"))

@@ -201,17 +201,27 @@ def pw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any], bias_folded: l
     return np.concatenate([packed, tail], axis=1).ravel()
 
 
-def dw16_weight_layout(w: np.ndarray) -> np.ndarray:
+def dw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any]) -> np.ndarray:
     """Flash layout of a dw16 depthwise filter (1 x k_h x k_w x C int8, C % 4 == 0): per tap, per
     group of four channels, the int16 pairs (w[0], w[2]) and (w[1], w[3]) - matching what SXTB16
-    and SXTB16 ROR #8 make of an input word - each packed in one int32 (low half first)."""
+    and SXTB16 ROR #8 make of an input word - each packed in one int32 (low half first); weights
+    times requant_prep's scale."""
     c = w.shape[-1]
-    q = w.reshape(-1, c // 4, 4).astype(np.int64)
+    scale, _ = requant_prep(lowered, [0] * c)
+    q = w.reshape(-1, c // 4, 4).astype(np.int64) * scale
     lo = np.stack([q[:, :, 0], q[:, :, 1]], axis=2)
     hi = np.stack([q[:, :, 2], q[:, :, 3]], axis=2)
     packed = (lo & 0xFFFF) | ((hi & 0xFFFF) << 16)
     packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
     return packed.ravel()
+
+
+def dw16_const_layout(lowered: Mapping[str, Any], bias_folded: Sequence[int]) -> np.ndarray:
+    """Per-channel constants of a dw16 depthwise convolution, read two words per load: for each
+    group of four channels, bias' of the four, then multiplier, s, rnd of each (requant_prep)."""
+    _, rows = requant_prep(lowered, bias_folded)
+    groups = rows.reshape(-1, 4, 4)
+    return np.concatenate([groups[:, :, 0], groups[:, :, 1:].reshape(-1, 12)], axis=1).ravel()
 
 
 def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:

@@ -3,6 +3,7 @@ reproduces, on the full test set, the int8 accuracy their model card claims."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -13,6 +14,18 @@ from lwcnn_mcu import compiler, datasets, hostrun, models, reference, training
 
 SHIPPED = [n for n in models.SHIPPED if models.shipped_path(n).is_file()]
 HAVE_DATA = bool(os.environ.get("LWCNN_DATASETS"))
+# the training issue's targets: int8 accuracy of the generated C on the full test set
+TARGETS = {"mnist": 0.994, "fashion_mnist": 0.910, "cifar10": 0.750}
+BELOW_TARGET: dict[str, str] = {}  # name -> why, for a shipped model known not to reach its target
+
+
+@functools.cache
+def int8_accuracy(name: str) -> float:
+    """Accuracy of the generated C (host build) on the whole test set."""
+    c = compiler.compile_model(name)
+    ds = datasets.load(name)
+    xq = reference.quantize_input(ds.x_test, c.graph.input.scale, c.graph.input.zero_point)
+    return float(np.mean(np.argmax(hostrun.build_host(c.gen.files).run(xq), 1) == ds.y_test))
 
 
 def test_at_least_mnist_is_shipped():
@@ -34,10 +47,14 @@ def test_shipped_model_budget_and_card(name):  # noqa: ANN001
 @pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_int8_accuracy_as_carded(name):  # noqa: ANN001
-    c = compiler.compile_model(name)
-    ds = datasets.load(name)
-    xq = reference.quantize_input(ds.x_test, c.graph.input.scale, c.graph.input.zero_point)
-    acc = float(np.mean(np.argmax(hostrun.build_host(c.gen.files).run(xq), 1) == ds.y_test))
+    acc = int8_accuracy(name)
     card = json.loads(models.shipped_path(name).with_suffix(".json").read_text())
     assert abs(acc - card["int8_test_accuracy"]) <= 0.0005, (acc, card["int8_test_accuracy"])
     assert acc >= card["float_test_accuracy"] - 0.003  # quantization costs at most 0.3 points
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BELOW_TARGET[n]))
+                                  if n in BELOW_TARGET else n for n in SHIPPED])
+def test_shipped_model_reaches_target(name):  # noqa: ANN001
+    assert int8_accuracy(name) >= TARGETS[name], (name, int8_accuracy(name), TARGETS[name])

@@ -5,8 +5,12 @@
  * input       [in]  NHWC, in_h x in_w x in_c
  * filter      [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8; with dw16
  *                   (depth multiplier 1, 4k channels) int16 pairs, 4-byte aligned (ir.dw16_weight_layout)
- * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's k_h x k_w weights
- * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8)
+ * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's k_h x k_w weights; with
+ *                   dw16 the records of ir.dw16_const_layout instead (per four channels: their
+ *                   bias', then multiplier, s and rnd of each, for lw_requant_prep_out; weights and
+ *                   bias' doubled when rq_fast), read two words per load
+ * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8);
+ *                   NULL with dw16
  * output      [out] NHWC, out_h x out_w x out_c
  *
  * TFLite skips the taps outside the input; here they read the input zero point instead, whose
@@ -19,10 +23,21 @@
  */
 #include "lw_kernels.h"
 
-LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *mult,
-                                  const int32_t *shift, const int32_t *rnd, int32_t oc)
+/* bias' of output channel oc */
+LW_ALWAYS_INLINE int32_t dw_bias(const lw_dwconv_params_t *p, const int32_t *bias_folded, int32_t oc)
 {
-    acc = lw_requant_out(acc, mult[oc], shift[oc], rnd[oc], p->rq_fast, p->out_offset);
+    return p->dw16 ? bias_folded[(oc / 4) * 16 + oc % 4] : bias_folded[oc];
+}
+
+LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, const int32_t *bias_folded,
+                                  const int32_t *mult, const int32_t *shift, const int32_t *rnd, int32_t oc)
+{
+    if (p->dw16) {
+        const int32_t *k = bias_folded + (oc / 4) * 16 + 4 + 3 * (oc % 4);
+        acc = lw_requant_prep_out(acc, k[0], k[1], k[2], p->rq_fast, p->out_offset);
+    } else {
+        acc = lw_requant_out(acc, mult[oc], shift[oc], rnd[oc], p->rq_fast, p->out_offset);
+    }
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
@@ -129,25 +144,35 @@ LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, 
 #endif
 
 #if LW_SIMD
-/* all channels of one output pixel, four at a time; inside (a constant at each call): the window
- * lies inside the input, so no bounds checks */
+/* all channels of one output pixel, four at a time, each group's constants read two words per
+ * load from its record; inside (a constant at each call): the window lies inside the input, so
+ * no bounds checks */
 LW_ALWAYS_INLINE void dw_pixel4(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                                const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
-                                const int32_t *rnd, int32_t iy0, int32_t ix0, int32_t inside, int8_t *out)
+                                const int32_t *rec, int32_t iy0, int32_t ix0, int32_t inside, int8_t *out)
 {
     const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)(-p->in_offset) * 0x01010101u);
+    const int32_t *q = rec;
     for (int32_t c = 0; c < p->in_c; c += 4) {
-        int32_t a[4] = {bias_folded[c], bias_folded[c + 1], bias_folded[c + 2], bias_folded[c + 3]};
+        int32_t a[4], k[12];
+        lw_ld2(&q, &a[0], &a[1]);
+        lw_ld2(&q, &a[2], &a[3]);
         if (inside) {
             dw_in4(p, input, filter, iy0, ix0, c, a);
         } else {
             dw_one4(p, input, filter, iy0, ix0, c, zp4, a);
         }
 #if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 6
+#endif
+        for (int32_t i = 0; i < 6; ++i) {
+            lw_ld2(&q, &k[2 * i], &k[2 * i + 1]);
+        }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 4
 #endif
         for (int32_t j = 0; j < 4; ++j) {
-            out[c + j] = dw_finish(p, a[j], mult, shift, rnd, c + j);
+            const int32_t v = lw_requant_prep_out(a[j], k[3 * j], k[3 * j + 1], k[3 * j + 2], p->rq_fast, p->out_offset);
+            out[c + j] = (int8_t)lw_clamp_s8(v, p->act_min, p->act_max);
         }
     }
 }
@@ -168,9 +193,9 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
 #if LW_SIMD
             if (pairs) { /* four channels at a time; windows inside the input without bounds checks */
                 if (rows_in && ix0 >= 0 && ix0 + span_w < p->in_w) {
-                    dw_pixel4(p, input, filter, bias_folded, mult, shift, rnd, iy0, ix0, 1, out);
+                    dw_pixel4(p, input, filter, bias_folded, iy0, ix0, 1, out);
                 } else {
-                    dw_pixel4(p, input, filter, bias_folded, mult, shift, rnd, iy0, ix0, 0, out);
+                    dw_pixel4(p, input, filter, bias_folded, iy0, ix0, 0, out);
                 }
                 continue;
             }
@@ -181,8 +206,8 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
             for (int32_t ic = 0; ic < p->in_c; ++ic) {
                 for (int32_t m = 0; m < p->depth_mult; ++m) {
                     const int32_t oc = ic * p->depth_mult + m;
-                    out[oc] = dw_finish(p, bias_folded[oc] + dw_one(p, input, filter, iy0, ix0, ic, oc), mult, shift,
-                                        rnd, oc);
+                    const int32_t acc = dw_bias(p, bias_folded, oc) + dw_one(p, input, filter, iy0, ix0, ic, oc);
+                    out[oc] = dw_finish(p, acc, bias_folded, mult, shift, rnd, oc);
                 }
             }
         }
