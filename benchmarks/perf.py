@@ -1,6 +1,8 @@
 """Performance benchmark: instructions, memory and code size, side by side in one run.
 
-    .venv/bin/python benchmarks/perf.py [--samples 5] [--quick]
+    LWCNN_DATASETS=../shared/datasets .venv/bin/python benchmarks/perf.py [--samples 5] [--quick] [--models a,b]
+
+(LWCNN_DATASETS, or an internet connection: the shipped models are calibrated with their dataset.)
 
 Models: the two anchor networks of the performance issue (Net A: paper-sized MNIST CNN, 453,744
 MACs; Net B: depthwise-separable, 221,408 MACs; random weights, int8 via the TFLite converter),
