@@ -44,6 +44,17 @@ LW_ALWAYS_INLINE int8_t cp_finish(const lw_convpool_params_t *p, int32_t v, int3
     return (int8_t)LW_CLAMP(v, p->pool_act_min, p->pool_act_max);
 }
 
+/* the convolution pixels [y0, y1) x [x0, x1) that pooled output (py, px_) covers */
+LW_ALWAYS_INLINE void cp_window(const lw_convpool_params_t *p, int32_t py, int32_t px_, int32_t *y0, int32_t *y1,
+                                int32_t *x0, int32_t *x1)
+{
+    const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top, cx0 = px_ * p->pool_stride_w - p->pool_pad_left;
+    *y0 = LW_MAX(0, cy0);
+    *y1 = LW_MIN(p->out_h, cy0 + p->pool_h);
+    *x0 = LW_MAX(0, cx0);
+    *x1 = LW_MIN(p->out_w, cx0 + p->pool_w);
+}
+
 /* pw16 with max pooling of raw accumulators (see the header) */
 LW_ALWAYS_INLINE void convpool_pw16(const lw_convpool_params_t *p, const int8_t *input, const int32_t *rec,
                                     int8_t *scratch, int8_t *output)
@@ -51,11 +62,9 @@ LW_ALWAYS_INLINE void convpool_pw16(const lw_convpool_params_t *p, const int8_t 
     const int32_t half = p->patch_len / 2, len = half + 4;
     int32_t part[LW_PW_MAX_OC], vmax[LW_PW_MAX_OC];
     for (int32_t py = 0; py < p->pool_out_h; ++py) {
-        const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
-        const int32_t y0 = LW_MAX(0, cy0), y1 = LW_MIN(p->out_h, cy0 + p->pool_h);
         for (int32_t px_ = 0; px_ < p->pool_out_w; ++px_) {
-            const int32_t cx0 = px_ * p->pool_stride_w - p->pool_pad_left;
-            const int32_t x0 = LW_MAX(0, cx0), x1 = LW_MIN(p->out_w, cx0 + p->pool_w);
+            int32_t y0, y1, x0, x1;
+            cp_window(p, py, px_, &y0, &y1, &x0, &x1);
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
                 vmax[oc] = INT32_MIN;
             }
@@ -103,11 +112,9 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
         return;
     }
     for (int32_t py = 0; py < p->pool_out_h; ++py) {
-        const int32_t cy0 = py * p->pool_stride_h - p->pool_pad_top;
-        const int32_t y0 = LW_MAX(0, cy0), y1 = LW_MIN(p->out_h, cy0 + p->pool_h);
         for (int32_t px_ = 0; px_ < p->pool_out_w; ++px_) {
-            const int32_t cx0 = px_ * p->pool_stride_w - p->pool_pad_left;
-            const int32_t x0 = LW_MAX(0, cx0), x1 = LW_MIN(p->out_w, cx0 + p->pool_w);
+            int32_t y0, y1, x0, x1;
+            cp_window(p, py, px_, &y0, &y1, &x0, &x1);
             int32_t count = 0;
             for (int32_t cy = y0; cy < y1; ++cy) {
                 for (int32_t cx = x0; cx < x1; ++cx, ++count) {
