@@ -34,13 +34,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--stage2-epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arch", default=None, help="architecture (default: the dataset's recipe)")
     ap.add_argument("--quick", action="store_true", help="tiny subset and architecture (a smoke test)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
     recipe = training.RECIPES[args.dataset]
     split = training.Split.of(datasets.load(args.dataset), args.quick)
-    arch = "tiny" if args.quick else recipe.arch
+    arch = "tiny" if args.quick else (args.arch or recipe.arch)
     batch = 64 if args.quick else recipe.batch
     shape = tuple(split.x_tr.shape[1:])
     e, e2 = args.epochs, min(args.stage2_epochs, args.epochs - 1)
