@@ -20,6 +20,7 @@ from rich.table import Table
 
 from lwcnn_mcu import __version__
 from lwcnn_mcu.errors import LwcnnError, MismatchError
+from lwcnn_mcu.training import ARCHS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -166,7 +167,7 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           schedule: Annotated[str | None, typer.Option(
               help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
           arch: Annotated[str | None, typer.Option(
-              help="architecture: lw14k, lw14kv, lw14kd, lwds20k or tiny (default per dataset)")] = None,
+              help=f"architecture: {', '.join(ARCHS)} (default per dataset)")] = None,
           as_json: JsonOpt = False) -> None:
     """Two-stage training: dual-input-output model, then progressive unfreezing."""
     from lwcnn_mcu import training

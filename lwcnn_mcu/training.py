@@ -76,55 +76,41 @@ def _block(keras: Any, x: Any, filters: int, k: int, name: str, depthwise: bool 
     return L.ReLU(name=f"{name}_relu")(x)
 
 
+# Architectures as layer lists: "c<n>" conv 3x3 + BN + ReLU, "d<n>" depthwise-separable block,
+# "p" 2x2 max pooling, and the head: "flat" (flatten, dropout 0.2) or "gap" (global average, dropout 0.1).
+ARCHS: dict[str, tuple[str, ...]] = {
+    # 13,690 params, 1.13 M MACs on 28x28x1; Fashion-MNIST default (MNIST with it: 99.33-99.38% int8 test)
+    "lw14k": ("c16", "p", "c24", "p", "c32", "p", "flat"),
+    # 14,010 params, 1.98 M MACs: VGG-style, two convolutions at 14x14; MNIST default (99.40-99.43%)
+    "lw14kv": ("c16", "p", "c24", "c24", "p", "c16", "p", "flat"),
+    # 14,710 params, 1.52 M MACs: tried for MNIST, 99.16% int8 test, so not the default
+    "lw14kd": ("c12", "p", "c16", "c24", "p", "c40", "gap"),
+    # depthwise-separable, 17,626 params on 32x32x3; CIFAR-10 default
+    "lwds20k": ("c24", "d32", "p", "d48", "p", "d64", "d112", "gap"),
+    "tiny": ("c4", "p", "c8", "gap"),  # for tests
+}
+
+
 def build_backbone(arch: str, input_shape: tuple[int, ...], classes: int = 10, name: str = "lwcnn") -> Any:
-    """The single-input classifier. Layer names start with the group name (b1_, b2_, ..., head_)."""
+    """The single-input classifier. Layer names start with the group name (b1_, b2_, ..., head_);
+    a pooling layer belongs to the block before it."""
+    if arch not in ARCHS:
+        raise LwcnnError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
     keras = _keras()
     L = keras.layers
     inp = keras.Input(input_shape, name="image")
     x = L.Rescaling(1.0 / 255, name="b0_rescale")(inp)
-    if arch == "lw14k":  # 13,690 params, ~1.13 M MACs on 28x28x1 (MNIST with it: 99.33-99.38% int8 test)
-        x = _block(keras, x, 16, 3, "b1")
-        x = L.MaxPooling2D(name="b1_pool")(x)
-        x = _block(keras, x, 24, 3, "b2")
-        x = L.MaxPooling2D(name="b2_pool")(x)
-        x = _block(keras, x, 32, 3, "b3")
-        x = L.MaxPooling2D(name="b3_pool")(x)
-        x = L.Flatten(name="head_flatten")(x)
-    elif arch == "lw14kd":  # 14,710 params, 1.52 M MACs: deeper (4 convs), global average pooling head;
-        # tried for MNIST with the default recipe: 99.16% int8 test, so not the default
-        x = _block(keras, x, 12, 3, "b1")
-        x = L.MaxPooling2D(name="b1_pool")(x)
-        x = _block(keras, x, 16, 3, "b2")
-        x = _block(keras, x, 24, 3, "b3")
-        x = L.MaxPooling2D(name="b3_pool")(x)
-        x = _block(keras, x, 40, 3, "b4")
-    elif arch == "lw14kv":  # 14,010 params, 1.98 M MACs: VGG-style, two convolutions at 14x14 (MNIST default)
-        x = _block(keras, x, 16, 3, "b1")
-        x = L.MaxPooling2D(name="b1_pool")(x)
-        x = _block(keras, x, 24, 3, "b2")
-        x = _block(keras, x, 24, 3, "b3")
-        x = L.MaxPooling2D(name="b3_pool")(x)
-        x = _block(keras, x, 16, 3, "b4")
-        x = L.MaxPooling2D(name="b4_pool")(x)
-        x = L.Flatten(name="head_flatten")(x)
-    elif arch == "lwds20k":  # depthwise-separable, < 20k params, on 32x32x3
-        x = _block(keras, x, 24, 3, "b1")
-        x = _block(keras, x, 32, 3, "b2", depthwise=True)
-        x = L.MaxPooling2D(name="b2_pool")(x)
-        x = _block(keras, x, 48, 3, "b3", depthwise=True)
-        x = L.MaxPooling2D(name="b3_pool")(x)
-        x = _block(keras, x, 64, 3, "b4", depthwise=True)
-        x = _block(keras, x, 112, 3, "b5", depthwise=True)
-    elif arch == "tiny":  # for tests
-        x = _block(keras, x, 4, 3, "b1")
-        x = L.MaxPooling2D(name="b1_pool")(x)
-        x = _block(keras, x, 8, 3, "b2")
-    else:
-        raise LwcnnError(f"unknown architecture '{arch}'")
-    flat = arch in ("lw14k", "lw14kv")
-    if not flat:  # the others end in global average pooling
-        x = L.GlobalAveragePooling2D(name="head_gap")(x)
-    x = L.Dropout(0.2 if flat else 0.1, name="head_drop")(x)
+    block = 0
+    for item in ARCHS[arch]:
+        if item == "p":
+            x = L.MaxPooling2D(name=f"b{block}_pool")(x)
+        elif item == "flat":
+            x = L.Dropout(0.2, name="head_drop")(L.Flatten(name="head_flatten")(x))
+        elif item == "gap":
+            x = L.Dropout(0.1, name="head_drop")(L.GlobalAveragePooling2D(name="head_gap")(x))
+        else:
+            block += 1
+            x = _block(keras, x, int(item[1:]), 3, f"b{block}", depthwise=item[0] == "d")
     out = L.Dense(classes, activation="softmax", name="head_fc")(x)
     return keras.Model(inp, out, name=name)
 
@@ -328,6 +314,8 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     datasets.check_name(dataset)
     if unify not in UNIFY:
         raise LwcnnError(f"unknown unification strategy '{unify}'; choose one of {', '.join(UNIFY)}")
+    if arch is not None and arch not in ARCHS:
+        raise LwcnnError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
     out = Path(out or f"{dataset}.keras")
     if out.suffix != ".keras":
         raise LwcnnError(f"--out {out} must end in .keras")

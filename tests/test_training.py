@@ -100,6 +100,12 @@ def test_unknown_dataset():
         datasets.check_name("svhn")
 
 
+def test_unknown_architecture_fails_before_training(tmp_path):  # noqa: ANN001
+    with pytest.raises(LwcnnError, match="unknown architecture 'vgg16'; choose one of lw14k, lw14kv"):
+        training.train("mnist", out=tmp_path / "m.keras", arch="vgg16")
+    assert not list(tmp_path.iterdir())
+
+
 @needs_data
 def test_ablation_script_quick(tmp_path):  # noqa: ANN001
     import subprocess
