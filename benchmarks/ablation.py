@@ -1,7 +1,7 @@
 """Ablation of the two-stage method: what each stage contributes, on one architecture and one
 budget of epochs.
 
-    .venv/bin/python benchmarks/ablation.py --dataset mnist --epochs 12 [--stage2-epochs 4] [--seed 0]
+    .venv/bin/python benchmarks/ablation.py --dataset mnist [--arch lw14k] --epochs 12 [--stage2-epochs 4] [--seed 0]
 
 Variants, each with `epochs` epochs of training in total:
   plain            one model, original images
@@ -9,7 +9,7 @@ Variants, each with `epochs` epochs of training in total:
   stage 1 only     dual-input-output model for `epochs`, then unified ('best' strategy)
   stages 1 + 2     dual model for `epochs - stage2_epochs`, then progressive unfreezing
 
-Writes benchmarks/results/ablation-<dataset>.json and .md (machine, commit, date included).
+Writes benchmarks/results/ablation-<dataset>-<arch>.json and .md (machine, commit, date included).
 Float test accuracy is what the table compares; the int8 C accuracy of the winner is in the
 model card of a full `lwcnn-mcu train` run.
 """
@@ -87,7 +87,7 @@ def main() -> None:
               "epochs": e, "stage2_epochs": e2, "seed": args.seed, "quick": args.quick, "rows": rows,
               "machine": bench.machine(), "commit": bench._git_commit(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    stem = f"ablation-{args.dataset}" + ("-quick" if args.quick else "")
+    stem = f"ablation-{args.dataset}-{arch}" + ("-quick" if args.quick else "")
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [f"Ablation on {args.dataset} ({arch}, {result['params']:,} params, {e} epochs each, seed {args.seed}; "
           f"commit {result['commit']}, {result['date']})", "",

@@ -116,6 +116,6 @@ def test_ablation_script_quick(tmp_path):  # noqa: ANN001
                         "--stage2-epochs", "1", "--quick", "--out", str(tmp_path)], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads((tmp_path / "ablation-mnist-quick.json").read_text())
+    res = json.loads((tmp_path / "ablation-mnist-tiny-quick.json").read_text())
     assert [row["variant"] for row in res["rows"]] == ["plain", "plain+aug", "stage 1 only", "stages 1 + 2"]
-    assert "| stages 1 + 2 |" in (tmp_path / "ablation-mnist-quick.md").read_text()
+    assert "| stages 1 + 2 |" in (tmp_path / "ablation-mnist-tiny-quick.md").read_text()
