@@ -148,11 +148,19 @@ def models(as_json: JsonOpt = False) -> None:
         _emit_json({"models": rows})
         return
     t = Table(title="shipped models")
-    for col in ("name", "installed", "dataset", "params", "MACs", "float acc", "int8 acc"):
-        t.add_column(col)
+    t.add_column("name", no_wrap=True, min_width=13)  # typed back as MODEL: never truncated
+    for col in ("params", "MACs", "float acc", "int8 acc"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("installed", no_wrap=True)
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}%"
+
     for r in rows:
-        t.add_row(r["name"], "yes" if r["installed"] else "no", r["dataset"], _fmt(r["params"]), _fmt(r["macs"]),
-                  _fmt(r["float_accuracy"]), _fmt(r["int8_accuracy"]))
+        name = r["name"] if r["dataset"] == r["name"] else f"{r['name']} ({r['dataset']})"
+        t.add_row(name, "-" if r["params"] is None else f"{r['params']:,}",
+                  "-" if r["macs"] is None else f"{r['macs']:,}", pct(r["float_accuracy"]), pct(r["int8_accuracy"]),
+                  "yes" if r["installed"] else "no")
     Console().print(t)
 
 
@@ -195,17 +203,20 @@ def boards(as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json({"boards": rows, "default": b.DEFAULT_BOARD})
         return
-    t = Table(title=f"boards (default: {b.DEFAULT_BOARD})")
-    for col in ("name", "MCU / machine", "core", "clock", "flash", "RAM", "emulator", "here"):
-        t.add_column(col)
+    t = Table(title=f"boards (default: {b.DEFAULT_BOARD})", show_edge=False)
+    t.add_column("name", no_wrap=True)  # typed back as --board: never truncated
+    for col in ("core", "clock", "flash", "RAM"):
+        t.add_column(col, no_wrap=True, justify="left" if col == "core" else "right")
+    t.add_column("runs here on", no_wrap=True)
     for r in rows:
-        name = r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
-        t.add_row(name, r["mcu"], r["core"], f"{r['clock_hz'] / 1e6:g} MHz", f"{r['flash_bytes'] // 1024} KB",
-                  f"{r['ram_bytes'] // 1024} KB", r["emulator"] or "-", "builds, runs" if r["runs_here"] else "builds")
+        name = r["name"] + "".join(f"\n(alias {a})" for a in r["aliases"])
+        t.add_row(name, r["core"].replace("cortex-", "Cortex-").replace("-m", "-M"),
+                  f"{r['clock_hz'] / 1e6:g} MHz", f"{r['flash_bytes'] // 1024} KB", f"{r['ram_bytes'] // 1024} KB",
+                  f"QEMU {r['emulator']}" if r["runs_here"] else "- (build only)")
     console = Console()
     console.print(t)
     for r in rows:
-        console.print(f"  {r['name']}: {r['note']}; host link {r['uart']}")
+        console.print(f"  {r['name']} ({r['mcu']}): {r['note']}; host link {r['uart']}")
 
 
 @app.command()

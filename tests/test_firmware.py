@@ -3,6 +3,7 @@ image on netduinoplus2) with outputs equal to the host-built C, refuses models t
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,18 @@ def model_path(keras, tmp_path_factory):  # noqa: ANN001, ANN201
     p = tmp_path_factory.mktemp("fw") / "small.tflite"
     p.write_bytes(convert(m))
     return p
+
+
+def test_boards_command_prints_every_name_and_alias_whole_at_80_columns(capsys, monkeypatch):  # noqa: ANN001
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["boards"], capsys)
+    assert code == 0
+    for name in boards.BOARDS:
+        assert f" {name} " in out
+    for alias in boards.ALIASES:
+        assert f"(alias {alias})" in out
+    code, out, _ = run(["boards", "--json"], capsys)
+    assert {r["name"] for r in json.loads(out)["boards"]} == set(boards.BOARDS)
 
 
 @pytest.mark.parametrize("name", sorted(boards.BOARDS))

@@ -59,3 +59,21 @@ def test_shipped_model_int8_accuracy_as_carded(name):  # noqa: ANN001
                                   if n in BELOW_TARGET else n for n in SHIPPED])
 def test_shipped_model_reaches_target(name):  # noqa: ANN001
     assert int8_accuracy(name) >= TARGETS[name], (name, int8_accuracy(name), TARGETS[name])
+
+
+def test_models_command_lists_every_name_in_full_at_80_columns(capsys, monkeypatch):  # noqa: ANN001
+    """`lwcnn-mcu models`: each name is printed whole (it is typed back as MODEL), with the card's figures."""
+    from tests.test_errors import run
+
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["models"], capsys)
+    assert code == 0
+    for name in models.SHIPPED:
+        row = next(line for line in out.splitlines() if f" {name} " in line)
+        card = models.card(name)
+        if card.get("params") is not None:
+            assert f"{card['params']:,}" in row
+    code, out, _ = run(["models", "--json"], capsys)
+    rows = {r["name"]: r for r in json.loads(out)["models"]}
+    assert set(rows) == set(models.SHIPPED)
+    assert {r["name"] for r in rows.values() if r["installed"]} == set(SHIPPED)
