@@ -48,6 +48,18 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _short_layer_names(names: list[str]) -> list[str]:
+    """TFLite tensor names shortened for a table to the Keras layer: the first of ';'-joined names,
+    without the model-name prefix they all share, up to the next '/'
+    ("unified_1/b1_pool_1/MaxPool2d;..." -> "b1_pool_1"). JSON keeps the full names."""
+    first = [n.split(";")[0] for n in names]
+    prefixes = {n.split("/")[0] for n in first if "/" in n}
+    if len(prefixes) == 1:
+        (p,) = prefixes
+        first = [n[len(p) + 1:] if n.startswith(p + "/") else n for n in first]
+    return [n.split("/")[0] or n for n in first]
+
+
 @app.command("compile")
 def compile_cmd(model: ModelArg,
                 out: Annotated[Path | None, typer.Option("-o", "--out",
@@ -71,12 +83,15 @@ def compile_cmd(model: ModelArg,
     if as_json:
         _emit_json(r)
         return
-    t = Table(title=f"{c.graph.name}: {len(c.graph.ops)} layers -> {target}/")
-    for col in ("#", "layer", "op", "output shape", "params", "MACs", "arena offset"):
-        t.add_column(col, justify="right" if col in ("#", "params", "MACs", "arena offset") else "left")
-    for i, row in enumerate(r["layers"]):
+    t = Table(title=f"{c.graph.name}: {len(c.graph.ops)} layers -> {target}/", show_edge=False)
+    for col in ("#", "layer", "op", "output", "params", "MACs", "arena at"):
+        t.add_column(col, justify="right" if col in ("#", "params", "MACs", "arena at") else "left",
+                     no_wrap=col != "layer")
+    names = _short_layer_names([row["name"] for row in r["layers"]])
+    for i, (row, name) in enumerate(zip(r["layers"], names, strict=True)):
         off = row["arena_offset"]
-        t.add_row(str(i), row["name"][:40], row["op"], "x".join(map(str, row["output_shape"])), str(row["params"]),
+        shape = row["output_shape"][1:] if row["output_shape"][:1] == [1] else row["output_shape"]  # batch 1
+        t.add_row(str(i), name, row["op"].replace("_2D", ""), "x".join(map(str, shape)), f"{row['params']:,}",
                   f"{row['macs']:,}", str(off) if off is not None else f"({row['output_in']})")
     console.print(t)
     console.print(f"params {r['params']:,} | MACs {r['macs']:,} | weights {r['weights_bytes']:,} B (flash) | "

@@ -19,6 +19,13 @@ def shipped_path(name: str) -> Path:
     return models_dir() / f"{name}.keras"
 
 
+def shipped_tflite(name: str) -> Path:
+    """The int8 .tflite of a shipped model: its .keras quantized with the default calibration (the 500
+    fixed training images of `datasets.calibration_set`), written by `lwcnn-mcu train`. With it,
+    compile/build/flash of a shipped model need neither the dataset nor a download."""
+    return models_dir() / f"{name}.tflite"
+
+
 def card(name: str) -> dict:
     p = models_dir() / f"{name}.json"
     return json.loads(p.read_text()) if p.is_file() else {}

@@ -386,6 +386,7 @@ def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick
         "unification": chosen, "unification_val_accuracy": candidates, "stage1_test_accuracy": stage1_test,
         "history": {"stage1": h1, "stage2": h2}, "training_time": times, **extra,
     }
+    out.with_suffix(".tflite").write_bytes(c.tflite)  # the int8 model the card's figures are for
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     out.with_suffix(".md").write_text(_card_md(card))
     _plot(card, out.with_suffix(".png"))

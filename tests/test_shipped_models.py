@@ -47,6 +47,30 @@ def test_shipped_model_budget_and_card(name):  # noqa: ANN001
 
 @pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
 @pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_tflite_is_the_default_quantization_of_the_keras_model(name):  # noqa: ANN001
+    """The shipped int8 .tflite must not go stale: it is the .keras quantized exactly as
+    `lwcnn-mcu compile FILE.keras --dataset NAME` would."""
+    from lwcnn_mcu.frontend import keras_model
+
+    fresh = keras_model.quantize(keras_model.load_keras(models.shipped_path(name)), datasets.calibration_set(name))
+    assert fresh == models.shipped_tflite(name).read_bytes()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_compiles_without_the_dataset(name, monkeypatch):  # noqa: ANN001
+    """An air-gapped machine without LWCNN_DATASETS can still compile and build a shipped model."""
+
+    def unreachable(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("compiling a shipped model must not load its dataset")
+
+    monkeypatch.setattr(datasets, "load", unreachable)
+    c = compiler.compile_model(name)
+    assert c.tflite == models.shipped_tflite(name).read_bytes()
+    assert c.keras is not None  # verify still compares with the float model
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_int8_accuracy_as_carded(name):  # noqa: ANN001
     acc = int8_accuracy(name)
     card = json.loads(models.shipped_path(name).with_suffix(".json").read_text())

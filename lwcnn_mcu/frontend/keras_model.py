@@ -109,7 +109,9 @@ def quantize(model: Any, calib: np.ndarray) -> bytes:
     import tensorflow as tf
 
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    m1 = keras.models.clone_model(model, input_tensors=keras.Input(shape, batch_size=1))
+    # a fixed input name: the .tflite (and the model hash in the generated C) is then the same on every
+    # run, not dependent on how many Keras tensors the process has created before
+    m1 = keras.models.clone_model(model, input_tensors=keras.Input(shape, batch_size=1, name="input"))
     m1.set_weights(model.get_weights())
     conv = tf.lite.TFLiteConverter.from_keras_model(m1)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
