@@ -67,12 +67,15 @@ def toolchain() -> str:
 
 
 def test_inputs(c: compiler.Compiled, dataset: str | None, n: int) -> np.ndarray:
-    """The first n test images of the model's dataset, quantized; random inputs without one."""
-    from lwcnn_mcu import datasets, reference
+    """The first n test images of the model's dataset, quantized (a shipped model's own copies when it
+    has enough, so no dataset is needed); random inputs without a dataset."""
+    from lwcnn_mcu import datasets, models, reference
 
     shape = tuple(c.graph.input.shape[1:])
     if dataset is not None and datasets.INPUT_SHAPES.get(dataset) == shape:
-        x = datasets.load(dataset).x_test[:n]
+        x = models.shipped_samples(dataset, n)
+        if x is None:
+            x = datasets.load(dataset).x_test[:n]
         return reference.quantize_input(x, c.graph.input.scale, c.graph.input.zero_point).reshape(n, -1)
     return np.random.default_rng(0).integers(-128, 128, (n, int(np.prod(shape)))).astype(np.int8)
 

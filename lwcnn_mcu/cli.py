@@ -303,7 +303,8 @@ def selftest(board: BoardOpt = "qemu-m4",
         for col in ("image", "target class", "host class", "bytes equal", "instructions"):
             t.add_column(col, justify="right")
         for i, (o, h, s, n) in enumerate(zip(st.outputs, host, same, st.instructions, strict=True)):
-            cls = lambda v: f"{int(np.argmax(v))}" + (f" {names[int(np.argmax(v))]}" if names else "")  # noqa: E731
+            cls = lambda v: f"{int(np.argmax(v))}" + (  # noqa: E731
+                f" {names[int(np.argmax(v))]}" if names and names[int(np.argmax(v))] != str(int(np.argmax(v))) else "")
             t.add_row(str(i), cls(o), cls(h), "yes" if s else "[red]NO[/red]", f"{n:,}")
         console.print(t)
     if not all(same):

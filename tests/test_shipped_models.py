@@ -67,6 +67,19 @@ def test_shipped_model_compiles_without_the_dataset(name, monkeypatch):  # noqa:
     c = compiler.compile_model(name)
     assert c.tflite == models.shipped_tflite(name).read_bytes()
     assert c.keras is not None  # verify still compares with the float model
+    from lwcnn_mcu import builder
+
+    x = builder.test_inputs(c, name, models.N_SAMPLES)  # what the firmware embeds for its self-test
+    assert x.dtype == np.int8 and x.shape == (models.N_SAMPLES, int(np.prod(c.graph.input.shape)))
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_samples_are_the_first_test_images(name):  # noqa: ANN001
+    x = models.shipped_samples(name, models.N_SAMPLES)
+    assert x is not None
+    np.testing.assert_array_equal(x, datasets.load(name).x_test[:models.N_SAMPLES])
+    assert models.shipped_samples(name, models.N_SAMPLES + 1) is None  # more than shipped: the dataset
 
 
 @pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
