@@ -387,14 +387,16 @@ def _print_bench(r: dict[str, Any]) -> None:
               f"timeouts {tr['timeouts']}, device errors {tr['device_errors']}, resets {tr['device_resets']})")
     console.print(t)
     if r.get("layers"):
-        lt = Table(title="where the time goes")
+        lt = Table(title="where the time goes", show_edge=False)
         for col in ("#", "layer", "op", "MACs", unit, "share", ""):
-            lt.add_column(col, justify="right" if col in ("#", "MACs", unit, "share") else "left")
+            lt.add_column(col, justify="right" if col in ("#", "MACs", unit, "share") else "left",
+                          no_wrap=col not in ("layer", ""))
         total = sum(x[unit] for x in r["layers"]) or 1
-        for x in r["layers"]:
+        names = _short_layer_names([x["name"] for x in r["layers"]])
+        for x, name in zip(r["layers"], names, strict=True):
             share = x[unit] / total
-            lt.add_row(str(x["layer"]), x["name"][:32], x["op"], f"{x['macs']:,}", f"{x[unit]:,}",
-                       f"{100 * share:.1f}%", "█" * int(round(30 * share)))
+            lt.add_row(str(x["layer"]), name, x["op"].replace("_2D", ""), f"{x['macs']:,}", f"{x[unit]:,}",
+                       f"{100 * share:.1f}%", "█" * int(round(12 * share)))
         console.print(lt)
     if r["emulated"]:
         console.print("[dim]emulated board: counts are QEMU instructions (-icount shift=0), not cycles or time[/dim]")
