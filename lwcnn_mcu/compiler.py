@@ -51,7 +51,7 @@ def dataset_for(model: str) -> str | None:
 
 
 def compile_model(model: str, *, dataset: str | None = None, calib: str | Path | np.ndarray | None = None,
-                  calib_samples: int = 500) -> Compiled:
+                  calib_samples: int = datasets.CALIBRATION_IMAGES) -> Compiled:
     path = models.resolve(model)
     keras_obj = None
     if path.suffix == ".keras":
@@ -61,9 +61,10 @@ def compile_model(model: str, *, dataset: str | None = None, calib: str | Path |
             x = load_npy(calib, "calibration") if not isinstance(calib, np.ndarray) else calib
             x = keras_model.check_data(x, shape, str(calib) if not isinstance(calib, np.ndarray) else "calibration",
                                        "calibration data")
-        elif (model in models.SHIPPED and dataset in (None, model) and calib_samples == 500
-              and models.shipped_tflite(model).is_file()):
-            x = None  # the shipped int8 model is exactly this quantization (tests/test_shipped_models.py)
+        elif (model in models.SHIPPED and dataset in (None, model)
+              and calib_samples == datasets.CALIBRATION_IMAGES
+              and models.shipped_tflite_is_current(model)):
+            x = None  # the shipped int8 model: this .keras quantized with this calibration (its card's provenance)
         else:
             ds = dataset or dataset_for(model)
             if ds is None:

@@ -12,6 +12,7 @@ labels as int64.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import tarfile
@@ -125,8 +126,18 @@ def load(name: str) -> Dataset:
     return Dataset(name, fix(xt), np.asarray(yt, np.int64).ravel(), fix(xs), np.asarray(ys, np.int64).ravel())
 
 
-def calibration_set(name: str, n: int = 500, seed: int = 0) -> np.ndarray:
+CALIBRATION_IMAGES = 500  # the default calibration: this many fixed random training images
+
+
+def calibration_set(name: str, n: int = CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
     """A fixed random sample of training images for int8 calibration."""
     ds = load(name)
     idx = np.random.default_rng(seed).choice(len(ds.x_train), size=min(n, len(ds.x_train)), replace=False)
     return ds.x_train[np.sort(idx)]
+
+
+def array_sha256(x: np.ndarray) -> str:
+    """SHA-256 of an array's shape and its values as little-endian float32 (C order): the identity of a
+    calibration set, the same on every machine (the images are integers, the sample is NumPy's PCG64)."""
+    a = np.ascontiguousarray(x, dtype="<f4")
+    return hashlib.sha256(repr(tuple(a.shape)).encode() + a.tobytes()).hexdigest()

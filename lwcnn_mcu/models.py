@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lwcnn_mcu.errors import LwcnnError
+
+if TYPE_CHECKING:
+    from lwcnn_mcu.ir import Graph
 
 SHIPPED: dict[str, str] = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}
 
@@ -51,6 +56,64 @@ def save_samples(name: str, x_test: np.ndarray) -> Path:
 def card(name: str) -> dict:
     p = models_dir() / f"{name}.json"
     return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def provenance(keras_file: Path, tflite: bytes, calibration: dict[str, Any]) -> dict[str, Any]:
+    """What a model card records of where its int8 .tflite came from: the SHA-256 of the .keras it was
+    quantized from, of the .tflite itself, and the calibration set (how it was drawn and the SHA-256 of
+    its values, `datasets.array_sha256`). These identities are the same on every machine; the bytes of a
+    fresh quantization are not (the converter's calibration ranges come from float sums whose rounding
+    depends on the CPU), so staleness is judged by these hashes, not by re-quantizing."""
+    return {"keras_sha256": sha256(Path(keras_file).read_bytes()), "tflite_sha256": sha256(tflite),
+            "calibration": calibration}
+
+
+def shipped_tflite_is_current(name: str) -> bool:
+    """True when the shipped .tflite is the one the card says was quantized from the shipped .keras."""
+    prov = card(name).get("provenance") or {}
+    k, t = shipped_path(name), shipped_tflite(name)
+    return (k.is_file() and t.is_file() and prov.get("keras_sha256") == sha256(k.read_bytes())
+            and prov.get("tflite_sha256") == sha256(t.read_bytes()))
+
+
+def quantization_drift(ref: Graph, new: Graph, rtol: float = 1e-4) -> list[str]:
+    """How two int8 quantizations of the same float model differ beyond float-rounding noise: the same
+    ops and tensors, scales within ``rtol`` (relative), zero points and int8 constants within 1, int32
+    constants (biases, whose scale is input scale x weight scale) within ``rtol`` of their value plus 1.
+    Returns one line per difference; empty means equal up to the last bits of the calibration ranges."""
+    out: list[str] = []
+    if [(o.opcode, o.inputs, o.outputs) for o in ref.ops] != [(o.opcode, o.inputs, o.outputs) for o in new.ops]:
+        return ["the op lists differ"]
+    if len(ref.tensors) != len(new.tensors):
+        return [f"{len(ref.tensors)} tensors against {len(new.tensors)}"]
+    for a, b in zip(ref.tensors, new.tensors, strict=True):
+        if (a.shape, a.dtype) != (b.shape, b.dtype):
+            out.append(f"tensor {a.id} '{a.name}': {a.dtype}{list(a.shape)} against {b.dtype}{list(b.shape)}")
+            continue
+        if (a.quant is None) != (b.quant is None):
+            out.append(f"tensor {a.id} '{a.name}': quantized in one model only")
+        elif a.quant is not None and b.quant is not None:
+            sa, sb = np.asarray(a.quant.scale), np.asarray(b.quant.scale)
+            za, zb = np.asarray(a.quant.zero_point), np.asarray(b.quant.zero_point)
+            if sa.shape != sb.shape or not np.all(np.abs(sa - sb) <= rtol * np.abs(sa)):
+                out.append(f"tensor {a.id} '{a.name}': scale {a.quant.scale[:4]} against {b.quant.scale[:4]}")
+            elif za.shape != zb.shape or np.any(np.abs(za - zb) > 1):
+                out.append(f"tensor {a.id} '{a.name}': zero point {a.quant.zero_point[:4]} against "
+                           f"{b.quant.zero_point[:4]}")
+        if (a.data is None) != (b.data is None):
+            out.append(f"tensor {a.id} '{a.name}': constant in one model only")
+        elif a.data is not None and b.data is not None:
+            da, db = a.data.astype(np.float64), b.data.astype(np.float64)
+            tol = 1.0 + (rtol * np.abs(da) if a.dtype == "int32" else 0.0)
+            if np.any(np.abs(da - db) > tol):
+                worst = int(np.argmax(np.abs(da - db) - tol))
+                out.append(f"tensor {a.id} '{a.name}': value {worst} is {da.ravel()[worst]:g} against "
+                           f"{db.ravel()[worst]:g}")
+    return out
 
 
 def resolve(model: str) -> Path:

@@ -368,11 +368,18 @@ def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick
                 h1: dict[str, list[float]], h2: list[dict[str, Any]], times: dict[str, float],
                 x_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, sched: Any, e1: int,
                 extra: dict[str, Any]) -> dict[str, Any]:
-    from lwcnn_mcu import compiler, hostrun, reference
+    from lwcnn_mcu import compiler, hostrun, models, reference
 
     # the same calibration `lwcnn-mcu compile MODEL --dataset D` uses, so the card matches what users get
-    c = compiler.compile_model(str(out), dataset=dataset) if not quick else compiler.compile_model(
-        str(out), calib=x_tr[np.random.default_rng(seed).choice(len(x_tr), min(500, len(x_tr)), replace=False)])
+    if quick:
+        calib = x_tr[np.random.default_rng(seed).choice(len(x_tr), min(500, len(x_tr)), replace=False)]
+        drawn = {"dataset": dataset, "drawn_from": "the quick run's training split", "seed": seed}
+    else:
+        calib = datasets.calibration_set(dataset)
+        drawn = {"dataset": dataset, "drawn_from": "datasets.calibration_set", "seed": 0}
+    c = compiler.compile_model(str(out), calib=calib)
+    prov = models.provenance(out, c.tflite, {**drawn, "images": int(len(calib)),
+                                             "sha256": datasets.array_sha256(calib)})
     host = hostrun.build_host(c.gen.files)
     xq = reference.quantize_input(x_te, c.graph.input.scale, c.graph.input.zero_point)
     int8_acc = float(np.mean(np.argmax(host.run(xq), 1) == y_te))
@@ -384,7 +391,7 @@ def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick
         "test_samples": int(len(y_te)), "stage1_epochs": e1,
         "stage2_schedule": [{"unfreeze_groups": g, "epochs": e, "lr": lr} for g, e, lr in sched],
         "unification": chosen, "unification_val_accuracy": candidates, "stage1_test_accuracy": stage1_test,
-        "history": {"stage1": h1, "stage2": h2}, "training_time": times, **extra,
+        "history": {"stage1": h1, "stage2": h2}, "training_time": times, **extra, "provenance": prov,
     }
     out.with_suffix(".tflite").write_bytes(c.tflite)  # the int8 model the card's figures are for
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -406,8 +413,14 @@ def _card_md(c: dict[str, Any]) -> str:
              "- stage 2 schedule: " + ", ".join(f"+{s['unfreeze_groups']} group(s) x {s['epochs']} ep @ {s['lr']:g}"
                                                  for s in c["stage2_schedule"]),
              f"- training time: {c['training_time']['total_s']:.0f} s (stage 1 {c['training_time']['stage1_s']:.0f} s, "
-             f"stage 2 {c['training_time']['stage2_s']:.0f} s)", ""]
-    return "\n".join(lines)
+             f"stage 2 {c['training_time']['stage2_s']:.0f} s)"]
+    prov = c.get("provenance")
+    if prov:
+        cal = prov["calibration"]
+        lines.append(f"- int8 model: .tflite SHA-256 {prov['tflite_sha256'][:16]}…, quantized from the .keras "
+                     f"{prov['keras_sha256'][:16]}… with {cal['images']} {cal['dataset']} calibration images "
+                     f"({cal['sha256'][:16]}…)")
+    return "\n".join(lines + [""])
 
 
 def _plot(c: dict[str, Any], path: Path) -> None:

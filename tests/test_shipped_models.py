@@ -45,15 +45,99 @@ def test_shipped_model_budget_and_card(name):  # noqa: ANN001
     assert models.shipped_path(name).with_suffix(".md").read_text().startswith("# Model card")
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_tflite_provenance_names_the_shipped_keras(name):  # noqa: ANN001
+    """The shipped int8 .tflite must not go stale. Its card records the SHA-256 of the .keras it was
+    quantized from and of the .tflite itself: identities that hold on every machine (the bytes of a fresh
+    quantization do not: see test_requantization_here_equals_the_shipped_tflite_up_to_float_rounding)."""
+    prov = models.card(name)["provenance"]
+    assert prov["keras_sha256"] == models.sha256(models.shipped_path(name).read_bytes())
+    assert prov["tflite_sha256"] == models.sha256(models.shipped_tflite(name).read_bytes())
+    assert prov["calibration"]["images"] == datasets.CALIBRATION_IMAGES and prov["calibration"]["dataset"] == name
+    assert models.shipped_tflite_is_current(name)
+    assert prov["tflite_sha256"][:16] in models.shipped_path(name).with_suffix(".md").read_text()
+
+
 @pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_tflite_is_the_default_quantization_of_the_keras_model(name):  # noqa: ANN001
-    """The shipped int8 .tflite must not go stale: it is the .keras quantized exactly as
-    `lwcnn-mcu compile FILE.keras --dataset NAME` would."""
-    from lwcnn_mcu.frontend import keras_model
+def test_shipped_calibration_set_is_the_carded_one(name):  # noqa: ANN001
+    """The default calibration (`datasets.calibration_set`) is still the set the shipped .tflite came from."""
+    assert datasets.array_sha256(datasets.calibration_set(name)) == models.card(name)["provenance"]["calibration"][
+        "sha256"]
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="LWCNN_DATASETS is not set to the offline datasets")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_requantization_here_equals_the_shipped_tflite_up_to_float_rounding(name):  # noqa: ANN001
+    """Quantizing the shipped .keras on this machine gives the shipped .tflite up to the last bits of the
+    calibration ranges (byte-identical on the machine that wrote it; on another CPU the float sums round
+    differently), and the C compiled from this machine's quantization still equals TFLite Micro."""
+    from lwcnn_mcu import codegen, passes, planner
+    from lwcnn_mcu.frontend import keras_model, tflite
 
     fresh = keras_model.quantize(keras_model.load_keras(models.shipped_path(name)), datasets.calibration_set(name))
-    assert fresh == models.shipped_tflite(name).read_bytes()
+    shipped = models.shipped_tflite(name).read_bytes()
+    assert models.quantization_drift(tflite.read_tflite(shipped, "shipped"), tflite.read_tflite(fresh, "fresh")) == []
+    g = passes.run_pipeline(tflite.read_tflite(fresh, "fresh"))
+    host = hostrun.build_host(codegen.generate(g, planner.plan_memory(g)).files)
+    x = np.concatenate([reference.quantize_input(models.shipped_samples(name, models.N_SAMPLES), g.input.scale,
+                                                 g.input.zero_point).reshape(models.N_SAMPLES, -1),
+                        np.random.default_rng(1).integers(-128, 128, (24, g.input.size), dtype=np.int8)])
+    np.testing.assert_array_equal(host.run(x), reference.tflm_run(fresh, x, g.input.shape))
+
+
+def test_quantization_drift_ignores_float_rounding_but_not_real_changes():
+    """The tolerance of the staleness check: scales that differ in the last bits pass; a changed scale,
+    weight or op does not."""
+    import dataclasses
+
+    from lwcnn_mcu import ir
+    from lwcnn_mcu.frontend import tflite
+
+    g = tflite.read_tflite(models.shipped_tflite("mnist").read_bytes(), "mnist")
+
+    def edit(tid: int, **kw: object) -> ir.Graph:
+        return g.replace(tensors=tuple(dataclasses.replace(t, **kw) if t.id == tid else t for t in g.tensors))
+
+    act = next(t for t in g.tensors if t.data is None and t.quant is not None and t.id != g.input.id)
+    w = next(t for t in g.tensors if t.dtype == "int8" and t.data is not None)
+    b = next(t for t in g.tensors if t.dtype == "int32" and t.data is not None)
+    q = act.quant
+    assert q is not None
+    last_bits = ir.QuantParams(tuple(float(np.float32(s) * np.float32(1 + 5e-7)) for s in q.scale), q.zero_point)
+    assert models.quantization_drift(g, edit(act.id, quant=last_bits)) == []
+    assert models.quantization_drift(g, edit(b.id, data=b.data + 1)) == []  # a bias rounded the other way
+    assert models.quantization_drift(g, edit(w.id, data=np.clip(w.data.astype(np.int16) + 1, -128, 127).astype(
+        np.int8))) == []
+    moved = ir.QuantParams(tuple(s * 1.01 for s in q.scale), q.zero_point)
+    assert "scale" in models.quantization_drift(g, edit(act.id, quant=moved))[0]
+    assert "zero point" in models.quantization_drift(g, edit(act.id, quant=ir.QuantParams(
+        q.scale, tuple(z + 3 for z in q.zero_point))))[0]
+    flipped = w.data.copy()
+    flipped.ravel()[0] = -flipped.ravel()[0] if abs(int(flipped.ravel()[0])) > 2 else 100
+    assert f"tensor {w.id}" in models.quantization_drift(g, edit(w.id, data=flipped))[0]
+    assert models.quantization_drift(g, g.replace(ops=g.ops[:-1])) == ["the op lists differ"]
+
+
+def test_a_stale_shipped_tflite_is_not_used(monkeypatch):  # noqa: ANN001
+    """If the shipped .keras changes without its .tflite (the card's hash no longer matches), compile
+    re-quantizes from the dataset rather than silently using the old int8 model."""
+    real = models.card
+
+    def card(name: str) -> dict:
+        c = dict(real(name))
+        c["provenance"] = {**c["provenance"], "keras_sha256": "0" * 64}
+        return c
+
+    monkeypatch.setattr(models, "card", card)
+    assert not models.shipped_tflite_is_current("mnist")
+
+    def no_dataset(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("re-quantization needs the dataset")
+
+    monkeypatch.setattr(datasets, "calibration_set", no_dataset)
+    with pytest.raises(AssertionError, match="re-quantization needs the dataset"):
+        compiler.compile_model("mnist")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
