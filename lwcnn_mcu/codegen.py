@@ -1,4 +1,4 @@
-"""C backend: render the lowered, planned graph through the Jinja templates.
+"""C generator: render the lowered graph, its kernels and its memory plan through the Jinja templates.
 
 Python computes every number (multipliers, shifts, offsets, clamps, buffer offsets); templates
 only print them. One template per op kind (``templates/ops/<kind>.c.j2``), Jinja in
@@ -8,6 +8,7 @@ only print them. One template per op kind (``templates/ops/<kind>.c.j2``), Jinja
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from lwcnn_mcu import __version__, ir
+from lwcnn_mcu import __version__, backend, ir
+from lwcnn_mcu.backend import CArray, Kernel
 from lwcnn_mcu.planner import MemoryPlan
 
 RUNTIME_COMMON = ("lw_common.h", "lw_kernels.h")
@@ -47,18 +49,6 @@ def environment() -> jinja2.Environment:
 
 
 @dataclass(frozen=True)
-class CArray:
-    symbol: str
-    ctype: str
-    values: list[int]
-    comment: str
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.values) * {"int8_t": 1, "int32_t": 4}[self.ctype]
-
-
-@dataclass(frozen=True)
 class Generated:
     files: dict[str, str]  # relative path -> text
     arrays: list[CArray]
@@ -71,120 +61,145 @@ def provenance(g: ir.Graph) -> str:
             f"(sha256 {g.model_hash[:16]}). Do not edit. */")
 
 
-def _op_constants(k: int, op: ir.Op, g: ir.Graph) -> tuple[dict[str, str], list[CArray]]:
-    """Arrays an op reads from flash: weights, bias, per-channel multipliers and shifts."""
-    names: dict[str, str] = {}
-    arrays: list[CArray] = []
-    if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected | ir.ConvPool):
-        w = g.t(op.inputs[1])
-        names["weights"] = f"lw_w{k}"
-        wdata = w.data.astype(np.int64)
-        layout = f"weights {list(w.shape)}"
-        if isinstance(op, ir.Conv2D) and op.lowered["in_place"]:
-            names["pad_row"] = f"lw_z{k}"
-            arrays.append(CArray(f"lw_z{k}", "int8_t", [-int(op.lowered["in_offset"])] * int(op.lowered["in_c"]),
-                                 f"{op.name}: the input zero point, read for taps outside the input"))
-        elif isinstance(op, ir.Conv2D):
-            names["pad_row"] = "NULL"
-        pw16 = isinstance(op, ir.Conv2D | ir.ConvPool) and bool(op.lowered["pw16"])
-        if isinstance(op, ir.Conv2D | ir.ConvPool) and not pw16:
-            wdata = ir.conv_weight_layout(wdata, int(op.lowered["row4"]))
-            layout += (f" as {w.shape[0]} rows of {op.lowered['patch_len']} (kernel rows padded to "
-                       f"{op.lowered['row4']}), row pairs word-interleaved")
-        if isinstance(op, ir.DepthwiseConv2D) and op.lowered["dw16"]:
-            names["weights"] = f"(const int8_t *)lw_w{k}"
-            arrays.append(CArray(f"lw_w{k}", "int32_t",
-                                 ir.dw16_weight_layout(wdata.reshape(w.shape), op.lowered).tolist(),
-                                 f"{op.name}: {layout} as int16 pairs per tap and 4 channels (dw16)"))
-        elif not pw16:
-            arrays.append(CArray(f"lw_w{k}", "int8_t", wdata.ravel().tolist(), f"{op.name}: {layout}"))
-        # bias + in_offset * sum(weights of the channel): lets kernels skip the offset inside the input
-        per_channel = w.data.astype(np.int64)
-        per_channel = (per_channel.reshape(-1, w.shape[-1]).T if isinstance(op, ir.DepthwiseConv2D)
-                       else per_channel.reshape(w.shape[0], -1))
-        b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
-        folded = (b + int(op.lowered["in_offset"]) * per_channel.sum(axis=1)).tolist()
-        if pw16:  # one record per output channel: constants and weights (ir.pw16_weight_layout)
-            names["weights"] = f"(const int8_t *)lw_w{k}"
-            rec = ir.pw16_weight_layout(wdata.reshape(w.shape), op.lowered, folded)
-            arrays.append(CArray(f"lw_w{k}", "int32_t", rec.tolist(),
-                                 f"{op.name}: per output channel weights {list(w.shape)} as int16 pairs "
-                                 "per input word, then bias', multiplier, shift, rnd (pw16)"))
-            names.update(bias_folded="NULL", mult="NULL", shift="NULL", rnd="NULL")
-            return names, arrays
-        if isinstance(op, ir.DepthwiseConv2D) and op.lowered["dw16"]:  # ir.dw16_const_layout
-            names.update(bias_folded=f"lw_q{k}", mult="NULL", shift="NULL", rnd="NULL")
-            arrays.append(CArray(f"lw_q{k}", "int32_t", ir.dw16_const_layout(op.lowered, folded).tolist(),
-                                 f"{op.name}: per 4 channels bias', then multiplier, shift, rnd of each (dw16)"))
-            return names, arrays
-        names["bias_folded"] = f"lw_bf{k}"
-        arrays.append(CArray(f"lw_bf{k}", "int32_t", folded, f"{op.name}: bias with the input offset folded in"))
-        names["mult"], names["shift"] = f"lw_m{k}", f"lw_s{k}"
-        arrays.append(CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"))
-        arrays.append(CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
-        if "rnd" in op.lowered and not isinstance(op, ir.FullyConnected):
-            names["rnd"] = f"lw_r{k}"
-            arrays.append(CArray(f"lw_r{k}", "int32_t", list(op.lowered["rnd"]),
-                                 f"{op.name}: rounding + output offset << -shift (fast requantization)"))
-    elif isinstance(op, ir.Add | ir.Mul):
-        for j, tid in enumerate(op.inputs):
-            if g.t(tid).is_const:
-                names[f"in{j}"] = f"lw_c{k}_{j}"
-                arrays.append(CArray(f"lw_c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
-                                     f"{op.name}: constant operand"))
-    return names, arrays
+def _shape(t: ir.Tensor) -> str:
+    dims = list(t.shape[1:]) if len(t.shape) > 1 and t.shape[0] == 1 else list(t.shape)
+    return "x".join(str(d) for d in dims) or "1"
 
 
-def generate(g: ir.Graph, plan: MemoryPlan) -> Generated:
+def _where(plan: MemoryPlan, g: ir.Graph, tid: int) -> str:
+    pl = plan.placements[tid]
+    if pl.where != "arena":
+        return pl.where
+    return f"arena[{pl.offset}, {pl.offset + g.t(tid).nbytes})"
+
+
+def c_float(x: float) -> str:
+    """A float literal C reads back to the same float32 (always with a '.' or exponent, and 'f')."""
+    s = f"{float(np.float32(x)):.9g}"
+    return (s if any(ch in s for ch in ".en") else s + ".0") + "f"
+
+
+def _layer(k: int, op: ir.Op, kern: Kernel, g: ir.Graph, plan: MemoryPlan, env: jinja2.Environment) -> dict[str, Any]:
+    """What the template prints for one layer: its comment, its parameter struct and its call."""
+    y = op.outputs[0]
+    x_act = [i for i in op.inputs if i >= 0 and not g.t(i).is_const]
+    shapes = ", ".join(_shape(g.t(i)) for i in x_act)
+    head = f"{k}: {op.name} - {op.opcode or op.kind.upper()}"
+    if kern.variant:
+        head += f" ({', '.join(kern.variant)})"
+    io = f"{shapes} -> {_shape(g.t(y))}"
+    if op.macs(g):
+        io += f", {op.macs(g):,} MACs"
+    reads = ", ".join(dict.fromkeys(_where(plan, g, i) for i in x_act))
+    io += f"; reads {reads}, writes {_where(plan, g, y)}"
+    if k in plan.scratch:
+        io += f", scratch arena[{plan.scratch[k]}, {plan.scratch[k] + kern.scratch_bytes})"
+    layer = {"idx": k, "name": op.name, "kind": kern.kind, "comment": _comment([head, io], 4), "out": plan.expr(y),
+             "out_size": g.t(y).size, "call": "", "fields": list(kern.params.items())}
+    if isinstance(op, ir.Reshape) and k not in plan.copies:
+        layer["comment"] = _comment([head, f"{io}: the same bytes, nothing to do"], 4)
+        return layer
+    args = dict(kern.args)
+    if k in plan.scratch:
+        args["scratch"] = f"(LW_ARENA + {plan.scratch[k]})"
+    elif kern.kind in ("conv", "convpool"):
+        args["scratch"] = "NULL"
+    x = [args.get(f"in{j}", "") if g.t(i).is_const else plan.expr(i)
+         for j, i in enumerate(op.inputs) if i >= 0 and (not g.t(i).is_const or f"in{j}" in args)]
+    call = env.get_template(f"ops/{kern.kind}.c.j2").render(op=op, p="p", x=x, y=plan.expr(y), c=args).strip()
+    layer["call"] = ("\n" + " " * 8).join(wrap_call(line, 8) for line in call.splitlines())
+    return layer
+
+
+COLUMNS = 120  # .clang-format's ColumnLimit: generated C is already in its final form
+
+
+def wrap_call(line: str, indent: int) -> str:
+    """A one-line call statement as clang-format lays it out: whole if it fits in COLUMNS, else its
+    arguments packed greedily, continuation lines aligned after the opening parenthesis."""
+    if indent + len(line) <= COLUMNS or "(" not in line or not line.endswith(");"):
+        return line
+    head, rest = line.split("(", 1)
+    args = [a.strip() for a in _split_args(rest[:-2])]
+    pieces = [a + "," for a in args[:-1]] + [args[-1] + ");"]
+    col = indent + len(head) + 1
+    lines = [head + "(" + pieces[0]]
+    end = indent + len(lines[0])
+    for piece in pieces[1:]:
+        if end + 1 + len(piece) <= COLUMNS:
+            lines[-1] += " " + piece
+            end += 1 + len(piece)
+        else:
+            lines.append(piece)
+            end = col + len(piece)
+    return ("\n" + " " * col).join(lines)
+
+
+def _split_args(s: str) -> list[str]:
+    """Top-level comma-separated arguments (commas inside parentheses stay)."""
+    out, depth, cur = [], 0, ""
+    for ch in s:
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    out.append(cur)
+    return out
+
+
+def _comment(lines: list[str], indent: int) -> list[str]:
+    """Comment lines wrapped to COLUMNS (after the indent and the ' * ' prefix)."""
+    out = []
+    for line in lines:
+        out += textwrap.wrap(line, COLUMNS - indent - 3, break_long_words=False, break_on_hyphens=False) or [""]
+    return out
+
+
+def _plan_table(g: ir.Graph, plan: MemoryPlan, kernels: tuple[Kernel, ...]) -> dict[str, Any]:
+    """The memory plan as rows of cells: tensor, shape, bytes, placed at, live."""
+    names = {op.outputs[0]: op.name for op in g.ops}
+    names.update({g.input.id: "input", g.output.id: "output"})
+    rows = [["tensor", "shape", "bytes", "placed at", "live"]]
+    order = sorted((plan.lifetimes[t.id], t.id) for t in g.tensors if t.id in plan.placements and not t.is_const)
+    entries: list[tuple[tuple[int, int], list[str]]] = []
+    for (first, last), tid in order:
+        t = g.t(tid)
+        live = "-" if tid in g.inputs else (f"{first}.." if tid in g.outputs else f"{first}..{last}")
+        where = {"input": "caller's input", "output": "caller's output"}.get(plan.placements[tid].where,
+                                                                              _where(plan, g, tid))
+        entries.append(((first, last), [names.get(tid, t.name), _shape(t), f"{t.nbytes:,}", where, live]))
+    for k, off in plan.scratch.items():
+        n = kernels[k].scratch_bytes
+        entries.append(((k, k), [f"scratch of {k}", "", f"{n:,}", f"arena[{off}, {off + n})", f"{k}"]))
+    rows += [cells for _, cells in sorted(entries, key=lambda e: e[0])]
+    return {"rows": rows, "widths": [max(len(r[i]) for r in rows) for i in range(5)]}
+
+
+def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan) -> Generated:
     env = environment()
     prov = provenance(g)
-    arrays: list[CArray] = []
-    decls: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
-    kinds: list[str] = []
-    for k, op in enumerate(g.ops):
-        consts, arrs = _op_constants(k, op, g)
-        arrays += arrs
-        y = op.outputs[0]
-        out_expr = plan.expr(y)
-        if k in plan.scratch:
-            consts["scratch"] = f"(LW_ARENA + {plan.scratch[k]})"
-        elif isinstance(op, ir.Conv2D | ir.ConvPool):
-            consts["scratch"] = "NULL"
-        if isinstance(op, ir.Reshape) and k not in plan.copies:
-            code = "/* reshape: same bytes, nothing to do */"
-        else:
-            if op.kind not in kinds:
-                kinds.append(op.kind)
-            sym = f"lw_p{k}"
-            decls.append({"kind": op.kind, "symbol": sym, "fields": [str(v) for v in op.c_params().values()]})
-            x = [consts.get(f"in{j}", "") if g.t(i).is_const else plan.expr(i)
-                 for j, i in enumerate(op.inputs) if i >= 0 and (not g.t(i).is_const or f"in{j}" in consts)]
-            code = env.get_template(f"ops/{op.kind}.c.j2").render(op=op, p=sym, x=x, y=out_expr, c=consts).strip()
-        calls.append({"idx": k, "op": op, "code": code, "out": out_expr, "out_size": g.t(y).size})
-
-    weights_bytes = sum(a.nbytes for a in arrays) + sum(4 * len(d["fields"]) for d in decls)
-    plan_rows = []
-    for t in g.tensors:
-        if t.is_const or t.id not in plan.placements:
-            continue
-        pl = plan.placements[t.id]
-        where = f"arena[{pl.offset}:{pl.offset + t.nbytes}]" if pl.where == "arena" else f"caller's {pl.where}"
-        life = plan.lifetimes.get(t.id, (0, 0))
-        plan_rows.append(f"{_cstring(t.name)[:48]:48s} {str(list(t.shape)):18s} {where}  ops {life[0]}..{life[1]}")
-
-    structs = [(c.kind, c.C_PARAMS) for c in ir.OP_CLASSES]
-    structs = list(dict(structs).items())
-    ctx = {"g": g, "provenance": prov, "arena_bytes": plan.arena_bytes, "in_hwc": g.input.nhwc}
+    arrays = [a for kern in kernels for a in kern.arrays]
+    layers = [_layer(k, op, kern, g, plan, env) for k, (op, kern) in enumerate(zip(g.ops, kernels, strict=True))]
+    kinds = list(dict.fromkeys(layer["kind"] for layer in layers if layer["call"]))
+    checks = [{"limit": lim, "value": value, "message": f"layer {k}: {why}"}
+              for k, kern in enumerate(kernels) for lim, value, why in kern.checks]
+    weights_bytes = sum(a.nbytes for a in arrays) + sum(4 * len(layer["fields"]) for layer in layers if layer["call"])
+    ctx = {"g": g, "provenance": prov, "arena_bytes": plan.arena_bytes, "in_hwc": g.input.nhwc,
+           "input_scale": c_float(g.input.scale), "output_scale": c_float(g.output.scale)}
     files = {
         "lwcnn_model.h": env.get_template("lwcnn_model.h.j2").render(**ctx),
         "lwcnn_model.c": env.get_template("lwcnn_model.c.j2").render(
-            **ctx, param_decls=decls, calls=calls, plan_rows=plan_rows,
-            inline_kinds=[c.kind for c in ir.OP_CLASSES if c.INLINE and c.kind in kinds]),
+            **ctx, layers=layers, checks=checks, plan_table=_plan_table(g, plan, kernels),
+            inline_kinds=[k for k in kinds if any(kern.inline for kern in kernels if kern.kind == k)]),
         "lwcnn_weights.h": env.get_template("lwcnn_weights.h.j2").render(**ctx, arrays=arrays),
         "lwcnn_weights.c": env.get_template("lwcnn_weights.c.j2").render(
             **ctx, arrays=arrays, weights_bytes=weights_bytes),
-        "lw_params.h": env.get_template("lw_params.h.j2").render(provenance=prov, structs=structs),
+        "lw_params.h": env.get_template("lw_params.h.j2").render(
+            provenance=prov, structs=list(backend.FIELDS.items()),
+            limits=[(name, value, why) for name, (value, why) in backend.LIMITS.items()]),
     }
     rt = templates_dir() / "runtime"
     for name in RUNTIME_COMMON:

@@ -1,6 +1,6 @@
 """The compile driver, top to bottom:
 
-    frontend (.keras -> int8 .tflite -> IR)  ->  passes.PIPELINE  ->  planner  ->  codegen
+    frontend (.keras -> int8 .tflite -> IR)  ->  passes.PIPELINE  ->  backend (kernels)  ->  planner  ->  codegen
 
 and the report (params, MACs, weights_bytes, arena_bytes, one row per layer).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lwcnn_mcu import __version__, codegen, datasets, ir, models, passes, planner
+from lwcnn_mcu import __version__, backend, codegen, datasets, ir, models, passes, planner
 from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.frontend import keras_model, tflite
 
@@ -23,6 +23,7 @@ from lwcnn_mcu.frontend import keras_model, tflite
 class Compiled:
     source: Path
     graph: ir.Graph
+    kernels: tuple[backend.Kernel, ...]
     plan: planner.MemoryPlan
     gen: codegen.Generated
     tflite: bytes
@@ -51,7 +52,7 @@ def dataset_for(model: str) -> str | None:
 
 
 def compile_model(model: str, *, dataset: str | None = None, calib: str | Path | np.ndarray | None = None,
-                  calib_samples: int = datasets.CALIBRATION_IMAGES) -> Compiled:
+                  calib_samples: int = datasets.CALIBRATION_IMAGES, options: backend.Options | None = None) -> Compiled:
     path = models.resolve(model)
     keras_obj = None
     if path.suffix == ".keras":
@@ -82,22 +83,38 @@ def compile_model(model: str, *, dataset: str | None = None, calib: str | Path |
         except OSError as exc:
             raise LwcnnError(f"model file {path} cannot be read ({exc.strerror})") from None
     g = tflite.read_tflite(buf, str(path))
-    g = g.replace(name=path.stem)
+    g = g.replace(name=path.stem, keras_layers=keras_model.layer_names(keras_obj) if keras_obj is not None else ())
+    return compile_graph(path, g, buf, keras_obj, options)
+
+
+def compile_graph(path: Path, g: ir.Graph, buf: bytes, keras_obj: Any | None = None,
+                  options: backend.Options | None = None) -> Compiled:
+    """The pipeline after the frontend: passes, kernels, memory plan, C."""
     g = passes.run_pipeline(g)
-    plan = planner.plan_memory(g)
-    gen = codegen.generate(g, plan)
-    return Compiled(path, g, plan, gen, buf, keras_obj, make_report(path, g, plan, gen))
+    kernels = backend.kernels(g, options)
+    plan = planner.plan_memory(g, kernels)
+    gen = codegen.generate(g, kernels, plan)
+    return Compiled(path, g, kernels, plan, gen, buf, keras_obj, make_report(path, g, kernels, plan, gen))
 
 
-def make_report(path: Path, g: ir.Graph, plan: planner.MemoryPlan, gen: codegen.Generated) -> dict[str, Any]:
+def recompile(c: Compiled, options: backend.Options) -> Compiled:
+    """The same model through the pipeline again with other backend options (the kernels' fast paths)."""
+    g = tflite.read_tflite(c.tflite, str(c.source)).replace(name=c.graph.name, keras_layers=c.graph.keras_layers)
+    return compile_graph(c.source, g, c.tflite, c.keras, options)
+
+
+def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], plan: planner.MemoryPlan,
+                gen: codegen.Generated) -> dict[str, Any]:
     layers = []
-    for op in g.ops:
+    for op, kern in zip(g.ops, kernels, strict=True):
         y = g.t(op.outputs[0])
         pl = plan.placements[y.id]
         layers.append({
             "name": op.name,
+            "tflite_name": op.tflite_name,
             "op": op.opcode or op.kind.upper(),
-            "kernel": f"lw_{op.kind}_s8",
+            "kernel": f"lw_{kern.kind}_s8",
+            "variant": list(kern.variant),
             "output_shape": list(y.shape),
             "params": op.params(g),
             "macs": op.macs(g),

@@ -1,18 +1,17 @@
-"""The compiler's intermediate representation: small frozen dataclasses.
+"""The compiler's intermediate representation: small frozen dataclasses with TFLite semantics.
 
 A :class:`Graph` holds tensors (activations and constants, with shapes and int8 quantization
-parameters) and ops in topological order. Every op class is one vertical slice of the compiler:
-its fields mirror the TFLite builtin options, :meth:`Op.lower` computes the fixed-point constants
-the C kernel needs (exactly as TFLite Micro's ``Prepare`` does), and ``C_PARAMS`` lists the int32
-fields of the kernel's parameter struct (``lw_<kind>_params_t``), from which the C typedef is
-generated. The template ``templates/ops/<kind>.c.j2`` prints the call; the runtime kernel
-``templates/runtime/lw_<kind>_s8.c`` implements it.
+parameters) and ops in topological order. An op's fields mirror the TFLite builtin options, and
+:meth:`Op.lower` computes the fixed-point constants of its quantization exactly as TFLite Micro's
+``Prepare`` does (multipliers, shifts, offsets, clamps, window geometry). Nothing here knows the
+target: kernel variants, flash layouts and scratch memory are the backend's
+(:mod:`lwcnn_mcu.backend`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -74,10 +73,10 @@ class Op:
     outputs: tuple[int, ...]
     lowered: Mapping[str, Any] = field(default_factory=dict, compare=False)
     opcode: str = ""  # the TFLite builtin it came from
+    tflite_name: str = ""  # its output tensor's name in the .tflite (the converter's fused names)
 
     kind: ClassVar[str] = ""
     tflite_ops: ClassVar[tuple[str, ...]] = ()
-    C_PARAMS: ClassVar[tuple[str, ...]] = ()
     #: the output may be written over this input (index into inputs) when the input dies here
     INPLACE_INPUT: ClassVar[int | None] = None
 
@@ -89,24 +88,8 @@ class Op:
         """Multiply-accumulates (convolutions and dense layers only, as MLPerf Tiny counts them)."""
         return 0
 
-    def overlap_offset(self, g: Graph) -> int | None:
-        """For an op that streams its input pixel by pixel into its output (see the planner): the
-        byte offset at which its input may start inside its output's buffer; None if it cannot."""
-        return None
-
-    # True: the generated model #includes the kernel source and its body is inlined at the call
-    # with the layer's static const parameters, so the compiler specialises it to the shapes.
-    INLINE: ClassVar[bool] = False
-
-    def scratch_bytes(self) -> int:
-        """RAM the kernel needs while it runs (planned in the arena like a tensor)."""
-        return 0
-
     def params(self, g: Graph) -> int:
         return sum(g.t(i).size for i in self.inputs[1:] if i >= 0 and g.t(i).is_const)
-
-    def c_params(self) -> dict[str, int]:
-        return {k: int(self.lowered[k]) for k in self.C_PARAMS}
 
     def _io(self, g: Graph) -> tuple[Tensor, Tensor]:
         return g.t(self.inputs[0]), g.t(self.outputs[0])
@@ -119,10 +102,6 @@ def _same_or_valid_pad(padding: str, in_size: int, k: int, stride: int, dil: int
     eff = (k - 1) * dil + 1
     pad = ((out_size - 1) * stride + eff - in_size) // 2
     return max(pad, 0)
-
-
-_WINDOW_PARAMS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
-                  "stride_w", "pad_top", "pad_left")
 
 
 def _window_lowering(g: Graph, op: Any, k_h: int, k_w: int, dil_h: int = 1, dil_w: int = 1) -> dict[str, int]:
@@ -143,107 +122,6 @@ def _act(g: Graph, out: int, activation: str) -> dict[str, int]:
     return {"act_min": lo, "act_max": hi}
 
 
-def _requant_flags(g: Graph, op: Any, x_range: int) -> dict[str, int]:
-    """Which requantization the kernels may use (see lw_requant and lw_convpool_s8 in the runtime).
-
-    rq_mono: every shift <= 0, so MultiplyByQuantizedMultiplier is monotonic (no left shift that
-    could wrap): max-pooling may take the max of raw accumulators and requantize once.
-    rq_fast: also every shift <= -1 and |accumulator| < 2^30 for every possible input, bounded
-    from the weights: |bias'| + x_range * sum|w| per channel (x_range 128 when the kernel
-    accumulates raw int8 with the input offset folded into the bias, as all kernels do now), and
-    |rnd| < 2^30; rnd: per channel, 2^(e-1) + out_offset * 2^e with e = -shift (lw_requant_out)."""
-    lw = op.lowered
-    shifts = list(lw["shift"])
-    w = g.t(op.inputs[1]).data.astype(np.int64)
-    per_channel = w.reshape(w.shape[0], -1) if not isinstance(op, DepthwiseConv2D) else w.reshape(-1, w.shape[-1]).T
-    b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
-    if x_range == 128:
-        b = b + int(lw["in_offset"]) * per_channel.sum(axis=1)
-    bound = int((np.abs(b) + x_range * np.abs(per_channel).sum(axis=1)).max())
-    # rnd: the rounding half and the output offset, pre-shifted: (r + sgn + rnd) >> e equals
-    # ((r + sgn + 2^(e-1)) >> e) + out_offset, exactly, while |r| + |rnd| < 2^31
-    off = int(lw["out_offset"])
-    rnd = [(1 << (-s - 1)) + (off << -s) if s <= -1 else 0 for s in shifts]
-    fast = all(s <= -1 for s in shifts) and bound < (1 << 30) and all(abs(r) < (1 << 30) for r in rnd)
-    return {"rq_mono": int(all(s <= 0 for s in shifts)), "rq_fast": int(fast),
-            "rnd": rnd if fast else [0] * len(shifts)}
-
-
-def requant_prep(lowered: Mapping[str, Any], bias_folded: Sequence[int]) -> tuple[int, np.ndarray]:
-    """Per-channel constants for lw_requant_prep_out: returns (scale, array of [bias', m, s, rnd]
-    rows). With rq_fast, scale 2 (the kernel's weights and bias' are stored doubled, so the
-    accumulator arrives as 2 * acc, which SMMULR needs; |2 * acc| < 2^31 by the rq_fast bound) and
-    s = -shift, the right shift; otherwise scale 1 and s = shift."""
-    fast = bool(lowered["rq_fast"])
-    scale = 2 if fast else 1
-    shifts = [-int(v) if fast else int(v) for v in lowered["shift"]]
-    rows = np.array([[scale * int(b) for b in bias_folded], [int(v) for v in lowered["mult"]], shifts,
-                     [int(v) for v in lowered["rnd"]]], np.int64).T
-    return scale, rows
-
-
-def pw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any], bias_folded: list[int]) -> np.ndarray:
-    """Flash layout of a pw16 convolution (OHWI int8): one record per output channel that the
-    kernel reads with a single pointer, two words per load (LDRD): for each word k of the patch
-    (kernel rows padded to row4 bytes, as conv_weight_layout), the int16 pairs (w[4k], w[4k+2])
-    and (w[4k+1], w[4k+3]) - what SXTB16 and SXTB16 ROR #8 make of the input word - each packed in
-    one int32 (low half first), then bias', multiplier, s, rnd (requant_prep; weights and bias'
-    times its scale). Returns a flat int array of out_c * (patch_len / 2 + 4) int32 values."""
-    oc, kh, kw, ic = w.shape
-    row4 = int(lowered["row4"])
-    scale, tail = requant_prep(lowered, bias_folded)
-    rows = np.zeros((oc, kh, row4), np.int64)
-    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic) * scale
-    q = rows.reshape(oc, -1, 4)
-    pairs = np.stack([q[:, :, 0], q[:, :, 2], q[:, :, 1], q[:, :, 3]], axis=2).reshape(oc, -1, 2)
-    packed = (pairs[:, :, 0] & 0xFFFF) | ((pairs[:, :, 1] & 0xFFFF) << 16)
-    packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
-    return np.concatenate([packed, tail], axis=1).ravel()
-
-
-def dw16_weight_layout(w: np.ndarray, lowered: Mapping[str, Any]) -> np.ndarray:
-    """Flash layout of a dw16 depthwise filter (1 x k_h x k_w x C int8, C % 4 == 0): per tap, per
-    group of four channels, the int16 pairs (w[0], w[2]) and (w[1], w[3]) - matching what SXTB16
-    and SXTB16 ROR #8 make of an input word - each packed in one int32 (low half first); weights
-    times requant_prep's scale."""
-    c = w.shape[-1]
-    scale, _ = requant_prep(lowered, [0] * c)
-    q = w.reshape(-1, c // 4, 4).astype(np.int64) * scale
-    lo = np.stack([q[:, :, 0], q[:, :, 1]], axis=2)
-    hi = np.stack([q[:, :, 2], q[:, :, 3]], axis=2)
-    packed = (lo & 0xFFFF) | ((hi & 0xFFFF) << 16)
-    packed = np.where(packed >= 1 << 31, packed - (1 << 32), packed)
-    return packed.ravel()
-
-
-def dw16_const_layout(lowered: Mapping[str, Any], bias_folded: Sequence[int]) -> np.ndarray:
-    """Per-channel constants of a dw16 depthwise convolution, read two words per load: for each
-    group of four channels, bias' of the four, then multiplier, s, rnd of each (requant_prep)."""
-    _, rows = requant_prep(lowered, bias_folded)
-    groups = rows.reshape(-1, 4, 4)
-    return np.concatenate([groups[:, :, 0], groups[:, :, 1:].reshape(-1, 12)], axis=1).ravel()
-
-
-def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:
-    """Flash layout of CONV_2D weights (OHWI int8) for lw_conv_s8 / lw_convpool_s8: each kernel
-    row (k_w * in_c values) zero-padded to row4 bytes, so a patch row is whole 4-byte words; then
-    rows of consecutive output channels paired and interleaved a word at a time (the 2x2 register
-    tile reads one word of each with one pointer); an odd last row stays plain. Returns a flat
-    int array of out_c * k_h * row4 values."""
-    oc, kh, kw, ic = w.shape
-    rows = np.zeros((oc, kh, row4), np.int64)
-    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic)
-    rows = rows.reshape(oc, -1)
-    n = rows.shape[1]
-    out = []
-    for j in range(0, oc - 1, 2):
-        pair = np.stack([rows[j].reshape(n // 4, 4), rows[j + 1].reshape(n // 4, 4)], axis=1)
-        out.append(pair.ravel())
-    if oc % 2:
-        out.append(rows[-1])
-    return np.concatenate(out)
-
-
 @dataclass(frozen=True)
 class Conv2D(Op):
     """CONV_2D: inputs (x, filter OHWI, bias int32 | -1)."""
@@ -253,69 +131,23 @@ class Conv2D(Op):
     padding: str = "SAME"
     activation: str = "NONE"
 
-    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "conv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONV_2D",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "in_offset", "out_offset",
-                                                          "act_min", "act_max", "row4", "patch_len", "rq_fast",
-                                                          "rq_mono", "in_place", "pw16")
 
     def lower(self, g: Graph) -> Op:
-        """row4: one kernel row (k_w x in_c) rounded up to 4 bytes; patch_len = k_h * row4. Weights
-        are stored as conv_weight_layout says and each output pixel gathers its window into a patch
-        of that shape."""
         x, y = self._io(g)
         w = g.t(self.inputs[1])
-        oc, kh, kw, ic = w.shape
+        oc, kh, kw, _ic = w.shape
         lw = _window_lowering(g, self, kh, kw, *self.dilation)
         mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, oc)
-        row4 = (kw * ic + 3) // 4 * 4
-        lw.update(row4=row4, patch_len=kh * row4)
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], in_offset=-x.zero_point,
                   out_offset=y.zero_point, mult=mults, shift=shifts, **_act(g, self.outputs[0], self.activation))
-        # in_place: with 4k input channels and no horizontal dilation every kernel row of a window is
-        # whole words of the input, so windows are read where they are (taps outside read pad_row,
-        # a row of zero points in flash): no patch buffer in RAM.
-        lw.update(in_place=int(ic % 4 == 0 and self.dilation[1] == 1))
-        # pw16: a 1x1 unpadded convolution of at most 64 input (16 at a time) and 128 output channels,
-        # or a convolution whose gathered patch is at most 16 bytes, keeps the pixel's input unpacked
-        # in registers and streams weights pre-extended to int16 pairs (pw16_weight_layout;
-        # LW_PW_MAX_OC in lw_conv_s8.c)
-        pointwise = lw["in_place"] and kh == kw == 1 and ic <= 64 and lw["pad_top"] == lw["pad_left"] == 0
-        small_patch = not lw["in_place"] and kh * row4 <= 16
-        lw.update(pw16=int((pointwise or small_patch) and oc <= 128))
-        op = dataclasses.replace(self, lowered=lw)
-        return dataclasses.replace(op, lowered={**lw, **_requant_flags(g, op, 128)})
+        return dataclasses.replace(self, lowered=lw)
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])
         oh, ow, oc = g.t(self.outputs[0]).nhwc
         return oh * ow * oc * w.shape[1] * w.shape[2] * w.shape[3]
-
-    def direct(self) -> bool:
-        """An unpadded 1x1 window of 4k channels: the input pixel is the patch, read in place."""
-        lw = self.lowered
-        return lw["k_h"] == 1 and lw["k_w"] == 1 and lw["in_c"] == lw["patch_len"] and lw["pad_top"] == 0 \
-            and lw["pad_left"] == 0
-
-    def overlap_offset(self, g: Graph) -> int | None:
-        """A 1x1 stride-1 unpadded convolution read in place computes output pixels in pairs (i, i+1)
-        in order, reading only input pixels i and i+1 meanwhile. With the input at offset D of the
-        output buffer, writing pixels <= i+1 (up to oc*(i+2)) must not reach input pixel i (at
-        D + ic*i): D >= oc*(i+2) - ic*i for every pair, largest at the first or the last pair."""
-        lw = self.lowered
-        if not (lw["in_place"] and lw["k_h"] == lw["k_w"] == 1 and lw["stride_h"] == lw["stride_w"] == 1
-                and lw["pad_top"] == lw["pad_left"] == 0 and lw["in_h"] == lw["out_h"] and lw["in_w"] == lw["out_w"]):
-            return None
-        ic, oc, n = int(lw["in_c"]), int(lw["out_c"]), int(lw["out_h"] * lw["out_w"])
-        last = (n - 1) // 2 * 2
-        d = max(oc * (i + 2) - ic * i for i in (0, last))
-        return (d + 3) // 4 * 4
-
-    def scratch_bytes(self) -> int:
-        """Two patches (the 2x2 register tile computes two output pixels at once); none when the
-        windows are read in place."""
-        return 0 if self.lowered["in_place"] else 2 * int(self.lowered["patch_len"])
 
 
 @dataclass(frozen=True)
@@ -328,11 +160,8 @@ class DepthwiseConv2D(Op):
     activation: str = "NONE"
     depth_multiplier: int = 1
 
-    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "dwconv"
     tflite_ops: ClassVar[tuple[str, ...]] = ("DEPTHWISE_CONV_2D",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("dil_h", "dil_w", "depth_mult", "in_offset",
-                                                          "out_offset", "act_min", "act_max", "rq_fast", "dw16")
 
     def lower(self, g: Graph) -> Op:
         x, y = self._io(g)
@@ -343,10 +172,7 @@ class DepthwiseConv2D(Op):
         lw.update(dil_h=self.dilation[0], dil_w=self.dilation[1], depth_mult=oc // x.nhwc[2],
                   in_offset=-x.zero_point, out_offset=y.zero_point, mult=mults, shift=shifts,
                   **_act(g, self.outputs[0], self.activation))
-        lw.update(dw16=int(lw["depth_mult"] == 1 and oc % 4 == 0))  # weights as int16 pairs (dw16_weight_layout)
-        op = dataclasses.replace(self, lowered=lw)
-        fl = _requant_flags(g, op, 128)
-        return dataclasses.replace(op, lowered={**lw, "rq_fast": fl["rq_fast"], "rnd": fl["rnd"]})
+        return dataclasses.replace(self, lowered=lw)
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])
@@ -360,11 +186,8 @@ class FullyConnected(Op):
 
     activation: str = "NONE"
 
-    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "fc"
     tflite_ops: ClassVar[tuple[str, ...]] = ("FULLY_CONNECTED",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max",
-                                           "rq_fast")
 
     def lower(self, g: Graph) -> Op:
         x, y = self._io(g)
@@ -373,8 +196,7 @@ class FullyConnected(Op):
         lw = {"in_n": w.shape[1], "out_n": w.shape[0], "in_offset": -x.zero_point,
               "out_offset": y.zero_point, "mult": mults, "shift": shifts,
               **_act(g, self.outputs[0], self.activation)}
-        op = dataclasses.replace(self, lowered=lw)
-        return dataclasses.replace(op, lowered={**lw, "rq_fast": _requant_flags(g, op, 128)["rq_fast"]})
+        return dataclasses.replace(self, lowered=lw)
 
     def macs(self, g: Graph) -> int:
         w = g.t(self.inputs[1])
@@ -390,13 +212,11 @@ class MaxPool2D(Op):
 
     kind: ClassVar[str] = "maxpool"
     tflite_ops: ClassVar[tuple[str, ...]] = ("MAX_POOL_2D",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = _WINDOW_PARAMS + ("act_min", "act_max")
 
     def lower(self, g: Graph) -> Op:
         lw = _window_lowering(g, self, *self.filter)
         lw.update(_act(g, self.outputs[0], self.activation))
         return dataclasses.replace(self, lowered=lw)
-
 
 
 @dataclass(frozen=True)
@@ -415,11 +235,7 @@ class ConvPool(Op):
     conv: Conv2D | None = None
     pool: MaxPool2D | None = None
 
-    INLINE: ClassVar[bool] = True
     kind: ClassVar[str] = "convpool"
-    C_PARAMS: ClassVar[tuple[str, ...]] = Conv2D.C_PARAMS + (
-        "pool_avg", "pool_h", "pool_w", "pool_stride_h", "pool_stride_w", "pool_pad_top", "pool_pad_left",
-        "pool_out_h", "pool_out_w", "pool_act_min", "pool_act_max")
 
     def lower(self, g: Graph) -> Op:
         assert self.conv is not None and self.pool is not None
@@ -428,25 +244,11 @@ class ConvPool(Op):
                  pool_stride_h=p["stride_h"], pool_stride_w=p["stride_w"], pool_pad_top=p["pad_top"],
                  pool_pad_left=p["pad_left"], pool_out_h=p["out_h"], pool_out_w=p["out_w"],
                  pool_act_min=p["act_min"], pool_act_max=p["act_max"])
-        # pw16 (the convolution's records) only with max pooling of raw accumulators
-        c.update(pw16=int(bool(c["pw16"]) and not c["pool_avg"] and bool(c["rq_mono"])))
         return dataclasses.replace(self, lowered=c)
 
     def macs(self, g: Graph) -> int:
         lw = self.lowered
         return lw["out_h"] * lw["out_w"] * lw["out_c"] * lw["k_h"] * lw["k_w"] * lw["in_c"]
-
-    MAX_WINDOW: ClassVar[int] = 16  # LW_POOL_MAX_PIXELS in lw_convpool_s8.c
-
-    def scratch_bytes(self) -> int:
-        """One patch per convolution pixel of a pooling window (none when they are read in place);
-        with pw16 one patch pair (slot 0 used)."""
-        lw = self.lowered
-        if Conv2D.direct(self):  # type: ignore[arg-type]
-            return 0
-        if lw["pw16"]:
-            return 0 if lw["in_place"] else 2 * int(lw["patch_len"])
-        return int((lw["pool_h"] * lw["pool_w"] + 1) // 2 * 2 * lw["patch_len"])
 
 
 @dataclass(frozen=True)
@@ -457,7 +259,6 @@ class Mean(Op):
 
     kind: ClassVar[str] = "mean"
     tflite_ops: ClassVar[tuple[str, ...]] = ("MEAN",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("count", "channels", "in_zp", "out_zp", "mult", "shift")
 
     def lower(self, g: Graph) -> Op:
         # TFLite Micro's EvalIntegerMean always takes QuantizedMeanOrSum (even for equal params).
@@ -469,7 +270,6 @@ class Mean(Op):
         return dataclasses.replace(self, lowered=lw)
 
 
-
 @dataclass(frozen=True)
 class ReduceMax(Op):
     """REDUCE_MAX over H and W of a 4-D tensor (GlobalMaxPooling2D)."""
@@ -478,7 +278,6 @@ class ReduceMax(Op):
 
     kind: ClassVar[str] = "reducemax"
     tflite_ops: ClassVar[tuple[str, ...]] = ("REDUCE_MAX",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("count", "channels")
 
     def lower(self, g: Graph) -> Op:
         h, w, c = g.t(self.inputs[0]).nhwc
@@ -491,9 +290,6 @@ class Add(Op):
 
     kind: ClassVar[str] = "add"
     tflite_ops: ClassVar[tuple[str, ...]] = ("ADD",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in1_offset", "in2_offset", "out_offset", "left_shift",
-                                           "in1_mult", "in1_shift", "in2_mult", "in2_shift", "out_mult",
-                                           "out_shift", "act_min", "act_max", "in2_stride")
     INPLACE_INPUT: ClassVar[int | None] = 0
 
     def lower(self, g: Graph) -> Op:
@@ -517,8 +313,6 @@ class Mul(Op):
 
     kind: ClassVar[str] = "mul"
     tflite_ops: ClassVar[tuple[str, ...]] = ("MUL",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in1_offset", "in2_offset", "out_offset", "mult", "shift",
-                                           "act_min", "act_max", "in2_stride")
     INPLACE_INPUT: ClassVar[int | None] = 0
 
     def lower(self, g: Graph) -> Op:
@@ -533,8 +327,6 @@ class Mul(Op):
         return 0
 
 
-
-
 @dataclass(frozen=True)
 class Concatenation(Op):
     """CONCATENATION along any axis: each input copies its chunk into every outer slice."""
@@ -543,7 +335,6 @@ class Concatenation(Op):
 
     kind: ClassVar[str] = "concat"
     tflite_ops: ClassVar[tuple[str, ...]] = ("CONCATENATION",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("outer", "out_chunk")
 
     def lower(self, g: Graph) -> Op:
         y = g.t(self.outputs[0])
@@ -565,8 +356,6 @@ class Pad(Op):
 
     kind: ClassVar[str] = "pad"
     tflite_ops: ClassVar[tuple[str, ...]] = ("PAD", "PADV2")
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "pad_top",
-                                           "pad_left", "pad_front", "value")
 
     def params(self, g: Graph) -> int:
         return 0
@@ -590,7 +379,6 @@ class Reshape(Op):
 
     kind: ClassVar[str] = "reshape"
     tflite_ops: ClassVar[tuple[str, ...]] = ("RESHAPE",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("size",)
 
     def params(self, g: Graph) -> int:
         return 0
@@ -605,7 +393,6 @@ class Softmax(Op):
 
     kind: ClassVar[str] = "softmax"
     tflite_ops: ClassVar[tuple[str, ...]] = ("SOFTMAX",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("rows", "depth", "mult", "left_shift", "diff_min")
     INPLACE_INPUT: ClassVar[int | None] = 0
 
     def lower(self, g: Graph) -> Op:
@@ -617,14 +404,12 @@ class Softmax(Op):
         return dataclasses.replace(self, lowered=lw)
 
 
-
 @dataclass(frozen=True)
 class Requantize(Op):
     """QUANTIZE int8 -> int8 (new scale and zero point)."""
 
     kind: ClassVar[str] = "requant"
     tflite_ops: ClassVar[tuple[str, ...]] = ("QUANTIZE",)
-    C_PARAMS: ClassVar[tuple[str, ...]] = ("size", "in_zp", "out_zp", "mult", "shift", "act_min", "act_max")
     INPLACE_INPUT: ClassVar[int | None] = 0
 
     def lower(self, g: Graph) -> Op:
@@ -667,6 +452,7 @@ class Graph:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     model_hash: str = ""
+    keras_layers: tuple[str, ...] = ()  # the Keras model's layer names, when it came from one
 
     def t(self, tid: int) -> Tensor:
         return self._index[tid]

@@ -8,9 +8,10 @@ pipeline with TFLite Micro.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
-from lwcnn_mcu import ir
+from lwcnn_mcu import backend, ir
 
 Pass = Callable[[ir.Graph], ir.Graph]
 
@@ -64,51 +65,108 @@ def fuse_activations(g: ir.Graph) -> ir.Graph:
     requantization is then the identity) and the producer feeds nothing else; the producer's
     clamp becomes the intersection of both clamps.
     """
-    ops = list(g.ops)
-    k = 0
-    while k < len(ops):
-        op = ops[k]
-        if isinstance(op, ir.Relu):
-            src = op.inputs[0]
-            x, y = g.t(src), g.t(op.outputs[0])
-            prod = next((j for j, o in enumerate(ops) if src in o.outputs), None)
-            users = [o for o in ops if src in o.inputs]
-            if (prod is not None and isinstance(ops[prod], _FUSABLE) and len(users) == 1
-                    and src not in g.outputs and (x.scale, x.zero_point) == (y.scale, y.zero_point)):
-                p = ops[prod]
-                lw = dict(p.lowered)
-                lw["act_min"] = max(lw["act_min"], op.lowered["act_min"])
-                lw["act_max"] = min(lw["act_max"], op.lowered["act_max"])
-                ops[prod] = dataclasses.replace(p, outputs=op.outputs, lowered=lw)
-                del ops[k]
-                continue
-        k += 1
-    return g.replace(ops=tuple(ops))
+    while True:
+        fused = _fuse_activations_one(g)
+        if fused is None:
+            return g
+        g = fused
+
+
+def _fuse_activations_one(g: ir.Graph) -> ir.Graph | None:
+    for k, op in enumerate(g.ops):
+        if not isinstance(op, ir.Relu):
+            continue
+        src = op.inputs[0]
+        x, y = g.t(src), g.t(op.outputs[0])
+        prod = g.producer(src)
+        if (prod is None or not isinstance(g.ops[prod], _FUSABLE) or len(g.consumers(src)) != 1
+                or src in g.outputs or (x.scale, x.zero_point) != (y.scale, y.zero_point)):
+            continue
+        p = g.ops[prod]
+        lw = dict(p.lowered)
+        lw["act_min"] = max(lw["act_min"], op.lowered["act_min"])
+        lw["act_max"] = min(lw["act_max"], op.lowered["act_max"])
+        fused = dataclasses.replace(p, outputs=op.outputs, lowered=lw, tflite_name=op.tflite_name)
+        ops = [fused if j == prod else o for j, o in enumerate(g.ops) if j != k]
+        return g.replace(ops=tuple(ops))
+    return None
 
 
 def fuse_pooling(g: ir.Graph) -> ir.Graph:
     """Fuse a CONV_2D into the MAX/AVERAGE_POOL_2D that is its only consumer (see ir.ConvPool).
 
     The pool's padding may be anything; pooled windows skip conv positions outside the conv
-    output, exactly as the separate pool skips padded input taps.
+    output, exactly as the separate pool skips padded input taps. Windows larger than the
+    kernel's LW_POOL_MAX_PIXELS stay two ops.
     """
-    ops = list(g.ops)
-    k = 0
-    while k < len(ops):
-        pool = ops[k]
-        if isinstance(pool, ir.MaxPool2D):  # AvgPool2D too (subclass)
-            src = pool.inputs[0]
-            prod = next((j for j, o in enumerate(ops) if src in o.outputs), None)
-            users = [o for o in ops if src in o.inputs]
-            if (prod is not None and type(ops[prod]) is ir.Conv2D and len(users) == 1 and src not in g.outputs
-                    and len(g.t(src).shape) == 4 and pool.filter[0] * pool.filter[1] <= ir.ConvPool.MAX_WINDOW):
-                conv = ops[prod]
-                fused = ir.ConvPool(f"{conv.name} + {pool.name}", conv.inputs, pool.outputs, conv=conv, pool=pool,
-                                    opcode=f"{conv.opcode}+{pool.opcode}")
-                ops[prod] = fused.lower(g)
-                del ops[k]
-                continue
-        k += 1
+    while True:
+        fused = _fuse_pooling_one(g)
+        if fused is None:
+            return g
+        g = fused
+
+
+
+def _fuse_pooling_one(g: ir.Graph) -> ir.Graph | None:
+    for k, pool in enumerate(g.ops):
+        if not isinstance(pool, ir.MaxPool2D):  # AvgPool2D too (subclass)
+            continue
+        src = pool.inputs[0]
+        prod = g.producer(src)
+        if (prod is None or type(g.ops[prod]) is not ir.Conv2D or len(g.consumers(src)) != 1 or src in g.outputs
+                or len(g.t(src).shape) != 4
+                or pool.filter[0] * pool.filter[1] > backend.limit("LW_POOL_MAX_PIXELS")):
+            continue
+        conv = g.ops[prod]
+        fused = ir.ConvPool(f"{conv.name} + {pool.name}", conv.inputs, pool.outputs, conv=conv, pool=pool,
+                            opcode=f"{conv.opcode}+{pool.opcode}", tflite_name=pool.tflite_name).lower(g)
+        ops = [fused if j == prod else o for j, o in enumerate(g.ops) if j != k]
+        return g.replace(ops=tuple(ops))
+    return None
+
+
+_SCOPE_SUFFIX = re.compile(r"^(.*)_\d+$")
+_SIGNATURE = re.compile(r"^(StatefulPartitionedCall|PartitionedCall|serving_default)")
+
+
+def layer_name(fused: str, keras_layers: tuple[str, ...] = ()) -> str:
+    """A short, readable name for an op from its TFLite tensor name.
+
+    The converter names a tensor after every op fused into it, each as a TensorFlow scope path:
+    ``unified_1/b1_relu_1/Relu;unified_1/b1_bn_1/batchnorm/add_1;unified_1/b1_conv_1/convolution``.
+    The layer is the path's second part (the first is the model). With the Keras model's layer
+    names known (scopes carry a ``_N`` suffix when a layer is called again), the name is the first
+    Keras layer fused into the op (``b1_conv``); otherwise the first part's layer scope as written.
+    """
+    scopes = []
+    for part in fused.split(";"):
+        segs = [s for s in part.split(":")[0].split("/") if s]
+        if segs:
+            scopes.append(segs[1] if len(segs) >= 3 else segs[0])
+    if not scopes:
+        return fused
+    if keras_layers:
+        order = {n: i for i, n in enumerate(keras_layers)}
+        known = []
+        for s in scopes:
+            m = _SCOPE_SUFFIX.match(s)
+            name = s if s in order else (m.group(1) if m and m.group(1) in order else None)
+            if name is not None:
+                known.append(name)
+        if known:
+            return min(known, key=order.__getitem__)
+    return scopes[0]
+
+
+def name_layers(g: ir.Graph) -> ir.Graph:
+    """Give every op a short name (``layer_name``) for comments, reports and per-layer tables; the
+    full TFLite name stays in ``Op.tflite_name``."""
+    ops = []
+    for op in g.ops:
+        name = layer_name(op.tflite_name or op.name, g.keras_layers)
+        if _SIGNATURE.match(name):  # the converter's name for a model output says nothing: the op does
+            name = (op.opcode or op.kind).lower()
+        ops.append(dataclasses.replace(op, name=name))
     return g.replace(ops=tuple(ops))
 
 
@@ -118,8 +176,8 @@ def prune_tensors(g: ir.Graph) -> ir.Graph:
     return g.replace(tensors=tuple(t for t in g.tensors if t.id in used))
 
 
-PIPELINE: tuple[Pass, ...] = (fold_constant_reshapes, lower_ops, fuse_activations, fuse_pooling, drop_identity_reshapes,
-                              prune_tensors)
+PIPELINE: tuple[Pass, ...] = (name_layers, fold_constant_reshapes, lower_ops, fuse_activations, fuse_pooling,
+                              drop_identity_reshapes, prune_tensors)
 
 
 def run_pipeline(g: ir.Graph, pipeline: tuple[Pass, ...] = PIPELINE) -> ir.Graph:

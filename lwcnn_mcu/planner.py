@@ -9,7 +9,7 @@ Algorithm
    a RESHAPE's output is its input under another shape (always merged; zero cost); an op that
    may work in place (ADD, SOFTMAX, QUANTIZE/RELU: ``Op.INPLACE_INPUT``) writes over its input
    when that input's buffer dies at this op and has the same size. A pointwise op that streams
-   pixel by pixel (a 1x1 stride-1 CONV_2D read in place: ``Op.overlap_offset``) writes its output
+   pixel by pixel (a 1x1 stride-1 CONV_2D read in place: ``Kernel.overlap_offset`` of the backend) writes its output
    over its dying input when the input starts D bytes into the output's buffer, D chosen so that
    no output pixel lands on an input pixel not yet read; the buffer is then max(out, D + in)
    bytes instead of out + in. A buffer's lifetime is the union of its tensors'. Buffers holding
@@ -23,7 +23,7 @@ Algorithm
    first, first written first, largest size x lifetime first, longest-lived first) and keep the
    smallest arena. Still a heuristic: the problem is NP-hard and no order is optimal on every
    graph.
-   A kernel's scratch buffer (``Op.scratch_bytes``: the convolution's gathered patch) is placed
+   A kernel's scratch buffer (``Kernel.scratch_bytes``: say, a convolution's gathered patches) is placed
    the same way, as a buffer that lives during its op only.
 4. ``arena_bytes`` is the highest end offset: the exact size of the C arena, scratch included. No
    per-tensor bookkeeping is stored in RAM.
@@ -34,9 +34,11 @@ across two address ranges; alignment is 4 bytes for every buffer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lwcnn_mcu import ir
+from lwcnn_mcu.backend import Kernel
 
 ALIGN = 4
 
@@ -54,6 +56,7 @@ class MemoryPlan:
     copies: frozenset[int]  # indices of RESHAPE ops that must copy (all others are free)
     lifetimes: dict[int, tuple[int, int]]
     scratch: dict[int, int]  # op index -> arena offset of its scratch buffer
+    buffers: tuple[Buffer, ...] = ()  # the arena's buffers as placed (offset set)
 
     def expr(self, tid: int) -> str:
         """C expression of a tensor's first byte."""
@@ -61,6 +64,39 @@ class MemoryPlan:
         if p.where == "arena":
             return f"(LW_ARENA + {p.offset})"
         return p.where
+
+
+@dataclass(frozen=True)
+class Part:
+    """A tensor inside its buffer: where it starts, its bytes and when it is alive."""
+
+    tensor: int  # tensor id, or -1 for a kernel's scratch
+    rel: int  # offset inside the buffer
+    nbytes: int
+    life: tuple[int, int]  # first and last op (inclusive)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """Bytes of the arena shared by aliased tensors (or one kernel's scratch)."""
+
+    key: int  # the alias group's root tensor, or the op index for scratch
+    parts: tuple[Part, ...]
+    scratch_of: int | None = None  # op index when this is a kernel's scratch buffer
+    offset: int = -1  # in the arena, once placed
+
+    @property
+    def nbytes(self) -> int:
+        return max(p.rel + p.nbytes for p in self.parts)
+
+    @property
+    def life(self) -> tuple[int, int]:
+        return min(p.life[0] for p in self.parts), max(p.life[1] for p in self.parts)
+
+    @property
+    def tiebreak(self) -> tuple[int, int]:
+        """Equal candidates in a placement order: scratch first (latest op first), then by tensor."""
+        return (0, -self.key) if self.scratch_of is not None else (1, self.key)
 
 
 class _Groups:
@@ -82,43 +118,43 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-#: root, member tensors, bytes, lifetime, parts: (offset in the buffer, bytes, lifetime) per member
-_Group = tuple[int, list[int], int, tuple[int, int], list[tuple[int, int, tuple[int, int]]]]
-
 #: Placement orders tried (step 3); the one giving the smallest arena wins.
 ORDERS = (
-    lambda r: (-r[2], r[3][0], r[0]),  # largest first (TFLite Micro's order)
-    lambda r: (r[3][0], -r[2], r[0]),  # first written first
-    lambda r: (-(r[2] * (r[3][1] - r[3][0] + 1)), r[0]),  # largest size x lifetime first
-    lambda r: (-r[3][1] + r[3][0], -r[2], r[0]),  # longest-lived first
+    lambda b: (-b.nbytes, b.life[0], b.tiebreak),  # largest first (TFLite Micro's order)
+    lambda b: (b.life[0], -b.nbytes, b.tiebreak),  # first written first
+    lambda b: (-(b.nbytes * (b.life[1] - b.life[0] + 1)), b.tiebreak),  # largest size x lifetime first
+    lambda b: (-b.life[1] + b.life[0], -b.nbytes, b.tiebreak),  # longest-lived first
 )
 
 
-def _place(groups: list[_Group]) -> tuple[int, dict[int, int]]:
+def _place(buffers: list[Buffer]) -> tuple[int, list[Buffer]]:
     """Lowest aligned offset per buffer such that none of its parts overlaps, in address and
     lifetime, a part of a buffer placed before it (parts of one buffer may overlap each other)."""
     placed: list[tuple[int, int, tuple[int, int]]] = []  # (offset, size, lifetime) of placed parts
-    offsets: dict[int, int] = {}
+    out: list[Buffer] = []
     arena = 0
-    for root, _members, _size, _life, parts in groups:
+    for buf in buffers:
         forbidden = []  # buffer offsets x in [lo, hi) would overlap a placed part
-        for rel, size, (first, last) in parts:
+        for part in buf.parts:
+            first, last = part.life
             for off, sz, (f, lst) in placed:
                 if not (lst < first or last < f):
-                    forbidden.append((off - rel - size + 1, off + sz - rel))
+                    forbidden.append((off - part.rel - part.nbytes + 1, off + sz - part.rel))
         x, moved = 0, True
         while moved:
             moved = False
             for lo, hi in forbidden:
                 if lo <= x < hi:
                     x, moved = _align(hi), True
-        placed += [(x + rel, size, lf) for rel, size, lf in parts]
-        offsets[root] = x
-        arena = max(arena, max(x + rel + size for rel, size, _lf in parts))
-    return arena, offsets
+        placed += [(x + part.rel, part.nbytes, part.life) for part in buf.parts]
+        out.append(Buffer(buf.key, buf.parts, buf.scratch_of, x))
+        arena = max(arena, x + buf.nbytes)
+    return arena, out
 
 
-def plan_memory(g: ir.Graph) -> MemoryPlan:
+def plan_memory(g: ir.Graph, kernels: Sequence[Kernel]) -> MemoryPlan:
+    """Place every activation tensor and kernel scratch buffer of ``g`` (whose ops run as
+    ``kernels``, from :func:`lwcnn_mcu.backend.kernels`)."""
     n_ops = len(g.ops)
     life: dict[int, tuple[int, int]] = {}
     for tid in g.inputs:
@@ -168,7 +204,7 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
 
     member_off: dict[int, int] = {}  # a tensor's offset inside its buffer (overlapping aliases)
     for k, op in enumerate(g.ops):
-        d = op.overlap_offset(g)
+        d = kernels[k].overlap_offset
         if d is None:
             continue
         src, dst = op.inputs[0], op.outputs[0]
@@ -187,28 +223,26 @@ def plan_memory(g: ir.Graph) -> MemoryPlan:
         roots.setdefault(groups.find(tid), []).append(tid)
 
     placements: dict[int, Placement] = {}
-    arena_groups: list[_Group] = []
+    buffers: list[Buffer] = []
     for root, members in roots.items():
         if any(m in g.inputs for m in members):
             placements.update({m: Placement("input") for m in members})
         elif any(m in g.outputs for m in members):
             placements.update({m: Placement("output") for m in members})
         else:
-            parts = [(member_off.get(m, 0), g.t(m).nbytes, life[m]) for m in members]
-            size = max(rel + sz for rel, sz, _lf in parts)
-            arena_groups.append((root, members, size, group_life(root), parts))
-
-    for k, op in enumerate(g.ops):  # kernel scratch: a buffer that lives during its op only
-        if op.scratch_bytes():
-            sz = _align(op.scratch_bytes())
-            arena_groups.append((-1000 - k, [], sz, (k, k), [(0, sz, (k, k))]))
-    best: tuple[int, dict[int, int]] | None = None
+            buffers.append(Buffer(root, tuple(Part(m, member_off.get(m, 0), g.t(m).nbytes, life[m])
+                                              for m in members)))
+    for k, kern in enumerate(kernels):  # kernel scratch: a buffer that lives during its op only
+        if kern.scratch_bytes:
+            buffers.append(Buffer(k, (Part(-1, 0, _align(kern.scratch_bytes), (k, k)),), scratch_of=k))
+    best: tuple[int, list[Buffer]] = (0, [])
     for order in ORDERS:
-        arena, offsets = _place(sorted(arena_groups, key=order))
-        if best is None or arena < best[0]:
-            best = (arena, offsets)
-    arena, offsets = best if best is not None else (0, {})
-    for root, members, _size, _life, _parts in arena_groups:
-        placements.update({m: Placement("arena", offsets[root] + member_off.get(m, 0)) for m in members})
-    scratch = {-1000 - root: offsets[root] for root, _m, _s, _l, _p in arena_groups if root <= -1000}
-    return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life, scratch)
+        arena, placed = _place(sorted(buffers, key=order))
+        if not best[1] or arena < best[0]:
+            best = (arena, placed)
+    arena, placed = best
+    for buf in placed:
+        placements.update({p.tensor: Placement("arena", buf.offset + p.rel) for p in buf.parts if p.tensor >= 0})
+    scratch = {buf.scratch_of: buf.offset for buf in placed if buf.scratch_of is not None}
+    return MemoryPlan(placements, _align(arena) if arena else 0, frozenset(copies), life, scratch,
+                      tuple(sorted(placed, key=lambda b: (b.offset, b.key))))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lwcnn_mcu import hostrun, reference
+from lwcnn_mcu import backend, compiler, hostrun, reference
 from tests.conftest import compile_keras, random_inputs, randomize
 
 
@@ -97,17 +97,31 @@ CASES = {
 }
 
 
-# rows that must take a specialised kernel path: (lowered flag set on some op)
-PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")}
+# fast path (backend.Options) -> the struct field that says a layer takes it
+FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "in_place": "in_place"}
+assert set(FLAGS) == set(backend.FAST_PATHS)
+# each fast path off alone, then all of them: every layer takes the general path
+VARIANTS = {f"no_{name}": backend.Options(**{name: False}) for name in backend.FAST_PATHS}
+VARIANTS["general"] = backend.Options(**{name: False for name in backend.FAST_PATHS})
+# rows that must take a fast path by default (so the path is compared with TFLite Micro at all)
+PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
+    "dwconv3x3_c8_pairs": "dw16", "conv1x1_c8_in_place": "in_place", "conv3x3_c8_odd_oc": "fast_requant",
+    "maxpool2": "mono_pool"}
+
+
+def _takes(c, path: str) -> bool:  # noqa: ANN001
+    return any(kern.params.get(FLAGS[path]) for kern in c.kernels)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
+    """Default kernels (portable, SIMD, both under sanitizers), then every fast path turned off in turn
+    and all at once: each build that differs equals TFLite Micro on every byte."""
     model = CASES[case](keras, keras.layers)
     randomize(model, seed=len(case))
     c = compile_keras(model, tmp_path, seed=len(case))
     if case in PATHS:
-        assert any(op.lowered.get(PATHS[case]) for op in c.graph.ops), f"{case} does not exercise {PATHS[case]}"
+        assert _takes(c, PATHS[case]), f"{case} does not exercise {PATHS[case]}"
     x = random_inputs(c, 48)
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
     got = hostrun.build_host(c.gen.files).run(x)
@@ -119,3 +133,14 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     for flags in ({}, {"simd": True}):
         san = hostrun.build_host(c.gen.files, sanitize=True, opt="-O1", **flags).run(x[:6])
         assert np.array_equal(san, expect[:6]), f"{case} {flags} under sanitizers"
+    seen = [c.gen.files]
+    for name, opts in VARIANTS.items():
+        v = compiler.recompile(c, opts)
+        off = [p for p in backend.FAST_PATHS if not getattr(opts, p)]
+        assert not any(_takes(v, p) for p in off), f"{case} {name}: a disabled fast path is still taken"
+        if any(v.gen.files == files for files in seen):
+            continue  # the switch changes nothing in this model: already compared
+        seen.append(v.gen.files)
+        for simd_path in (False, True):  # -O0: the same C semantics, built four times faster
+            out = hostrun.build_host(v.gen.files, simd=simd_path, opt="-O0").run(x)
+            assert np.array_equal(out, expect), f"{case} {name} simd={simd_path}: {(out != expect).sum()} bytes differ"

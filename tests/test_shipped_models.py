@@ -72,14 +72,14 @@ def test_requantization_here_equals_the_shipped_tflite_up_to_float_rounding(name
     """Quantizing the shipped .keras on this machine gives the shipped .tflite up to the last bits of the
     calibration ranges (byte-identical on the machine that wrote it; on another CPU the float sums round
     differently), and the C compiled from this machine's quantization still equals TFLite Micro."""
-    from lwcnn_mcu import codegen, passes, planner
     from lwcnn_mcu.frontend import keras_model, tflite
 
     fresh = keras_model.quantize(keras_model.load_keras(models.shipped_path(name)), datasets.calibration_set(name))
     shipped = models.shipped_tflite(name).read_bytes()
     assert models.quantization_drift(tflite.read_tflite(shipped, "shipped"), tflite.read_tflite(fresh, "fresh")) == []
-    g = passes.run_pipeline(tflite.read_tflite(fresh, "fresh"))
-    host = hostrun.build_host(codegen.generate(g, planner.plan_memory(g)).files)
+    c = compiler.compile_graph(models.shipped_tflite(name), tflite.read_tflite(fresh, "fresh"), fresh)
+    g = c.graph
+    host = hostrun.build_host(c.gen.files)
     x = np.concatenate([reference.quantize_input(models.shipped_samples(name, models.N_SAMPLES), g.input.scale,
                                                  g.input.zero_point).reshape(models.N_SAMPLES, -1),
                         np.random.default_rng(1).integers(-128, 128, (24, g.input.size), dtype=np.int8)])

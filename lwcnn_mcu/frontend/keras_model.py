@@ -135,6 +135,16 @@ def quantize(model: Any, calib: np.ndarray) -> bytes:
             raise LwcnnError(f"the TFLite converter could not quantize the model: {msg}") from None
 
 
+def layer_names(model: Any) -> tuple[str, ...]:
+    """Every layer's name, nested models' layers included, in the order Keras lists them."""
+    out: list[str] = []
+    for layer in model.layers:
+        out.append(layer.name)
+        if hasattr(layer, "layers"):
+            out.extend(layer_names(layer))
+    return tuple(out)
+
+
 def keras_predict(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
     out = model.predict(x, batch_size=batch, verbose=0)
     return np.asarray(out)

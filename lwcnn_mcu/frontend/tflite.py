@@ -257,7 +257,7 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
                 raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') has a {t.dtype} constant "
                                  f"'{t.name}'; only int8 weights and int32 biases are supported")
         new = HANDLERS[opname](label, op_ins, op_outs, op.builtinOptions, tensors)
-        ops.append(dataclasses.replace(new, opcode=opname))
+        ops.append(dataclasses.replace(new, opcode=opname, tflite_name=label))
 
     for op in ops:
         if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected):

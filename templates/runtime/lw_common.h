@@ -40,9 +40,13 @@ static inline int32_t lw_sxtb16(int32_t x) { return (int32_t)__sxtb16(x); }
 /* bytes 1 and 3 of x, sign-extended to two halfwords (SXTB16 with ROR #8) */
 static inline int32_t lw_sxtb16_ror8(int32_t x)
 {
+#if defined(__GNUC__)
     int32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x)); /* one instruction; GCC emits two for __ror */
     return r;
+#else
+    return (int32_t)__sxtb16(__ror((uint32_t)x, 8));
+#endif
 }
 /* acc + lo(a) * lo(b) + hi(a) * hi(b) */
 static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
@@ -59,7 +63,10 @@ static inline int32_t lw_h16(int32_t lo, int32_t hi)
     return (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint16_t)lo);
 }
 static inline int32_t lw_sxtb16(int32_t x) { return lw_h16((int8_t)(x & 0xff), (int8_t)((x >> 16) & 0xff)); }
-static inline int32_t lw_sxtb16_ror8(int32_t x) { return lw_h16((int8_t)((x >> 8) & 0xff), (int8_t)((x >> 24) & 0xff)); }
+static inline int32_t lw_sxtb16_ror8(int32_t x)
+{
+    return lw_h16((int8_t)((x >> 8) & 0xff), (int8_t)((x >> 24) & 0xff));
+}
 static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
 {
     const int32_t lo = (int16_t)(a & 0xffff) * (int16_t)(b & 0xffff);
@@ -73,7 +80,10 @@ static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc)
 }
 static inline int32_t lw_sadd16(int32_t a, int32_t b)
 {
-    return lw_h16((int16_t)((a + b) & 0xffff), (int16_t)(((a >> 16) + (b >> 16)) & 0xffff));
+    /* each halfword sum is of two int16 values: it cannot overflow an int */
+    const int32_t lo = (int16_t)(a & 0xffff) + (int16_t)(b & 0xffff);
+    const int32_t hi = (int16_t)((a >> 16) & 0xffff) + (int16_t)((b >> 16) & 0xffff);
+    return lw_h16((int16_t)(lo & 0xffff), (int16_t)(hi & 0xffff));
 }
 static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc)
 {
@@ -85,7 +95,7 @@ static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc)
 /* (a * b + 2^31) >> 32: the rounded high word of the product (SMMULR) */
 static inline int32_t lw_smmulr(int32_t a, int32_t b)
 {
-#if LW_DSP
+#if LW_DSP && defined(__GNUC__)
     int32_t r;
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
@@ -134,10 +144,7 @@ static inline int32_t lw_rdbpot(int32_t x, int32_t exponent)
 }
 
 /* Wrapping left shift (what TFLite's x * (1 << s) does on two's-complement targets). */
-static inline int32_t lw_shl(int32_t x, int32_t s)
-{
-    return (int32_t)((uint32_t)x << s);
-}
+static inline int32_t lw_shl(int32_t x, int32_t s) { return (int32_t)((uint32_t)x << s); }
 
 /* lw_srdhm for a positive multiplier m (m != INT32_MIN, so it cannot saturate). TFLite's
  * trunc((a*m + nudge) / 2^31), with nudge 2^30 or 1 - 2^30 by sign, equals floor((a*m + 2^30) / 2^31)
@@ -202,7 +209,7 @@ static inline int32_t lw_requant_out(int32_t x, int32_t multiplier, int32_t shif
     return lw_mbqm(x, multiplier, shift) + out_offset;
 }
 
-/* Requantization with constants prepared by the compiler (ir.requant_prep): with fast set, acc
+/* Requantization with constants prepared by the compiler (backend.requant_prep): with fast set, acc
  * is already doubled (weights and bias stored x2, so no shift here) and s is the right shift
  * e = -shift; otherwise acc is the plain accumulator and s TFLite's shift. Same bytes as
  * lw_requant_out. */
@@ -221,7 +228,7 @@ static inline int32_t lw_requant_prep_out(int32_t acc, int32_t m, int32_t s, int
 static inline void lw_ld2(const int32_t **p, int32_t *a, int32_t *b)
 {
 #if LW_DSP && defined(__GNUC__)
-    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*a), "=r"(*b), "+r"(*p) : "m"(*(const int32_t(*)[2]) * p));
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*a), "=r"(*b), "+r"(*p) : "m"(*(const int32_t (*)[2]) * p));
 #else
     *a = (*p)[0];
     *b = (*p)[1];
@@ -251,7 +258,7 @@ static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)
 
 /* The 2x2 register tile of the convolutions: two patches x0, x1 (two output pixels, n bytes
  * each, n % 4 == 0) against a pair of weight rows w stored word-interleaved (word k of the first
- * row at w[8k], of the second at w[8k + 4]; see ir.conv_weight_layout). a[0], a[1]: pixel 0 with
+ * row at w[8k], of the second at w[8k + 4]; see backend.conv_weight_layout). a[0], a[1]: pixel 0 with
  * rows 0, 1; a[2], a[3]: pixel 1. Each loaded word is sign-extended once and used twice: 8 SMLAD
  * (16 MACs) per 4 loads + 8 SXTB16. */
 static inline void lw_mac_2x2_step(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t *a00, int32_t *a01,
@@ -342,8 +349,8 @@ static inline void lw_mac_2x1i_s8(const int8_t *xx, const int8_t *w, int32_t n, 
  * zero point zp (offset-corrected value 0). A row fully inside the input whose row4 bytes stay
  * within the input tensor is copied a word at a time. */
 static inline void lw_gather_pair_s8(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
-                                     int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t iy0,
-                                     int32_t ix0, int8_t zp, int8_t *pair, int32_t s)
+                                     int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t iy0, int32_t ix0,
+                                     int8_t zp, int8_t *pair, int32_t s)
 {
     const int32_t row_len = k_w * in_c;
     const int32_t in_size = in_h * in_w * in_c;
@@ -382,10 +389,10 @@ static inline void lw_gather_pair_s8(const int8_t *input, int32_t in_h, int32_t 
  * pw16 helpers (lw_conv_s8, lw_convpool_s8): a convolution whose patch is one input pixel of at
  * most 64 channels read in place, or a gathered patch of at most 16 bytes. 16 patch bytes at a
  * time are unpacked into 8 int16 pairs held in registers (xv); each output channel is one record
- * read with one pointer, two words per load (ir.pw16_weight_layout): its weights pre-extended to
+ * read with one pointer, two words per load (backend.pw16_weight_layout): its weights pre-extended to
  * int16 pairs, then bias', multiplier, s and rnd for lw_requant_prep_out.
  */
-#define LW_PW_MAX_OC 128 /* partial sums on the stack (ir.Conv2D: pw16) */
+/* LW_PW_MAX_OC, LW_PW_MAX_IC, LW_PW_MAX_PATCH: lw_params.h (lwcnn_mcu/backend.py LIMITS) */
 
 /* xv[0 .. 2 * nw - 1] = the int16 pairs of patch words k0 .. k0 + nw - 1 (nw <= 4), patch word k
  * at x + (k / wpr) * row_stride + 4 * (k % wpr) (wpr words per kernel row) */
@@ -415,9 +422,8 @@ LW_ALWAYS_INLINE void lw_pw_unpack(const int8_t *x, int32_t k0, int32_t nw, int3
  * input tensor (the bytes past k_w * in_c meet zero weights); else gathered into slot 0 of the
  * scratch pair (lw_gather_pair_s8) and read from there. */
 LW_ALWAYS_INLINE void lw_pw_load(const int8_t *input, int32_t in_h, int32_t in_w, int32_t in_c, int32_t k_h,
-                                 int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t in_place,
-                                 int32_t iy0, int32_t ix0, int8_t zp, int8_t *scratch, int32_t c, int32_t n,
-                                 int32_t xv[8])
+                                 int32_t k_w, int32_t dil_h, int32_t dil_w, int32_t row4, int32_t in_place, int32_t iy0,
+                                 int32_t ix0, int8_t zp, int8_t *scratch, int32_t c, int32_t n, int32_t xv[8])
 {
     const int8_t *x = input + (iy0 * in_w + ix0) * in_c;
     if (in_place) {

@@ -11,8 +11,8 @@
  *                   (k_h * row4), rq_fast (see lw_requant) - lw_params.h
  * input       [in]  NHWC activations, in_h x in_w x in_c, int8
  * weights     [in]  out_c rows of patch_len int8 (OHWI, each kernel row zero-padded to row4 bytes),
- *                   pairs of rows word-interleaved, an odd last row plain (ir.conv_weight_layout);
- *                   with pw16, one int32 record per channel (ir.pw16_weight_layout), and
+ *                   pairs of rows word-interleaved, an odd last row plain (backend.conv_weight_layout);
+ *                   with pw16, one int32 record per channel (backend.pw16_weight_layout), and
  *                   bias_folded, mult, shift and rnd are NULL
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's weights
  * mult        [in]  out_c fixed-point multipliers in [2^30, 2^31); shift [in] out_c shifts in [-31, 30]
@@ -61,17 +61,15 @@ LW_ALWAYS_INLINE int32_t conv_inside(const lw_conv_params_t *p, int32_t iy, int3
 }
 
 /* gather output pixel pix's window into slot s of the interleaved pair of patches */
-LW_ALWAYS_INLINE void conv_gather(const lw_conv_params_t *p, const int8_t *input, int32_t pix, int8_t *pair,
-                                  int32_t s)
+LW_ALWAYS_INLINE void conv_gather(const lw_conv_params_t *p, const int8_t *input, int32_t pix, int8_t *pair, int32_t s)
 {
     const int32_t oy = pix / p->out_w, ox = pix % p->out_w;
     lw_gather_pair_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
-                      oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, (int8_t)(-p->in_offset), pair,
-                      s);
+                      oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, (int8_t)(-p->in_offset), pair, s);
 }
 
 LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const int32_t *mult, const int32_t *shift,
-                                  const int32_t *rnd, int32_t oc)
+                                 const int32_t *rnd, int32_t oc)
 {
     acc = lw_requant_out(acc, mult[oc], shift[oc], rnd[oc], p->rq_fast, p->out_offset);
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
@@ -82,8 +80,8 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
  * helpers of lw_common.h): 16 input bytes at a time (the input pixel, or the gathered patch) are
  * unpacked once into int16 pairs held in registers, then every output channel is 8 SMLADs
  * against its record (partial sums of wider inputs in part[]). */
-LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec,
-                                int8_t *scratch, int8_t *output)
+LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec, int8_t *scratch,
+                                int8_t *output)
 {
     const int32_t half = p->patch_len / 2, len = half + 4;
     int32_t part[LW_PW_MAX_OC];
@@ -94,9 +92,9 @@ LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, 
             /* 16 input bytes (8 pairs) at a time; the last chunk ends with the record tail */
             for (int32_t c = 0; c < half; c += 8) {
                 const int32_t n = LW_MIN(half - c, 8);
-                lw_pw_load(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
-                           p->in_place, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                           (int8_t)(-p->in_offset), scratch, c, n, xv);
+                lw_pw_load(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4, p->in_place,
+                           oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, (int8_t)(-p->in_offset),
+                           scratch, c, n, xv);
                 const int32_t *r = rec + c;
                 if (half <= 8) { /* one chunk: no partial sums */
                     for (int32_t oc = 0; oc < p->out_c; ++oc) {
@@ -165,7 +163,8 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
                         for (int32_t kx = 0; kx < p->k_w; ++kx) {
                             const int32_t ty = iy[u] + p->dil_h * ky, tx = ix[u] + kx;
                             const int8_t *x = (ty >= 0 && ty < p->in_h && tx >= 0 && tx < p->in_w)
-                                                  ? input + (ty * p->in_w + tx) * p->in_c : pad_row;
+                                                  ? input + (ty * p->in_w + tx) * p->in_c
+                                                  : pad_row;
                             acc += lw_dot_s8(x, w + ky * p->row4 + kx * p->in_c, p->in_c);
                         }
                     }

@@ -11,7 +11,7 @@
  * accumulators and requantizes once per pooled output instead of once per convolution output.
  * With pw16 (max pooling, rq_mono, a patch of at most 16 bytes or an in-place 1x1 window of at
  * most 64 channels) each window pixel's patch is unpacked once into registers and every output
- * channel's record (ir.pw16_weight_layout) is run against it, its running maximum kept in vmax[]
+ * channel's record (backend.pw16_weight_layout) is run against it, its running maximum kept in vmax[]
  * (the lw_pw_* helpers of lw_common.h, as lw_conv_s8's pw16).
  *
  * p           [in]  convolution fields as lw_conv_s8 (out_h/out_w: the convolution's output), then
@@ -26,8 +26,6 @@
  * output      [out] NHWC, pool_out_h x pool_out_w x out_c
  */
 #include "lw_kernels.h"
-
-#define LW_POOL_MAX_PIXELS 16
 
 LW_ALWAYS_INLINE int32_t cp_conv(const lw_convpool_params_t *p, int32_t acc, int32_t m, int32_t s, int32_t r)
 {
@@ -93,8 +91,8 @@ LW_ALWAYS_INLINE void convpool_pw16(const lw_convpool_params_t *p, const int8_t 
             const int32_t empty = y1 <= y0 || x1 <= x0; /* a window of padding only */
             for (int32_t oc = 0; oc < p->out_c; ++oc, r += half + 4) {
                 const int32_t *t = r;
-                const int32_t v = empty ? -128 : lw_pw_out(&t, vmax[oc], p->rq_fast, p->out_offset, p->act_min,
-                                                           p->act_max);
+                const int32_t v =
+                    empty ? -128 : lw_pw_out(&t, vmax[oc], p->rq_fast, p->out_offset, p->act_min, p->act_max);
                 out[oc] = (int8_t)LW_CLAMP(v, p->pool_act_min, p->pool_act_max);
             }
         }
@@ -102,8 +100,8 @@ LW_ALWAYS_INLINE void convpool_pw16(const lw_convpool_params_t *p, const int8_t 
 }
 
 LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
-                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, const int32_t *rnd, int8_t *scratch,
-                    int8_t *output)
+                                          const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                                          const int32_t *rnd, int8_t *scratch, int8_t *output)
 {
     const int32_t n = p->patch_len, oc_n = p->out_c;
     const int8_t *px[LW_POOL_MAX_PIXELS + 1];
@@ -121,8 +119,8 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
                     if (scratch == NULL) {
                         px[count] = input + (cy * p->stride_h * p->in_w + cx * p->stride_w) * p->in_c;
                     } else {
-                        lw_gather_pair_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w,
-                                          p->row4, cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
+                        lw_gather_pair_s8(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4,
+                                          cy * p->stride_h - p->pad_top, cx * p->stride_w - p->pad_left,
                                           (int8_t)(-p->in_offset), scratch + (count / 2) * 2 * n, count % 2);
                     }
                 }
@@ -160,7 +158,8 @@ LW_ALWAYS_INLINE void lw_convpool_s8_impl(const lw_convpool_params_t *p, const i
                     }
                     const int32_t last = t + 1 < count; /* a lone last pixel was computed twice */
                     const int32_t c0 = cp_conv(p, a[0], m0, s0, r0), c1 = cp_conv(p, a[1], m1, s1, r1);
-                    const int32_t c2 = last ? cp_conv(p, a[2], m0, s0, r0) : 0, c3 = last ? cp_conv(p, a[3], m1, s1, r1) : 0;
+                    const int32_t c2 = last ? cp_conv(p, a[2], m0, s0, r0) : 0,
+                                  c3 = last ? cp_conv(p, a[3], m1, s1, r1) : 0;
                     if (p->pool_avg) {
                         v0 += c0 + c2;
                         v1 += c1 + c3;

@@ -4,9 +4,9 @@
  * p           [in]  shapes, strides, dilation, padding, depth_mult, offsets, clamp, rq_fast
  * input       [in]  NHWC, in_h x in_w x in_c
  * filter      [in]  1 x k_h x k_w x out_c (out_c = in_c * depth_mult), symmetric int8; with dw16
- *                   (depth multiplier 1, 4k channels) int16 pairs, 4-byte aligned (ir.dw16_weight_layout)
+ *                   (depth multiplier 1, 4k channels) int16 pairs, 4-byte aligned (backend.dw16_weight_layout)
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's k_h x k_w weights; with
- *                   dw16 the records of ir.dw16_const_layout instead (per four channels: their
+ *                   dw16 the records of backend.dw16_const_layout instead (per four channels: their
  *                   bias', then multiplier, s and rnd of each, for lw_requant_prep_out; weights and
  *                   bias' doubled when rq_fast), read two words per load
  * mult        [in]  out_c multipliers; shift [in] out_c shifts; rnd [in] out_c (see lw_conv_s8);
@@ -42,7 +42,7 @@ LW_ALWAYS_INLINE int8_t dw_finish(const lw_dwconv_params_t *p, int32_t acc, cons
 }
 
 /* the weight of tap t (ky * k_w + kx) for output channel oc, in either filter layout: int8
- * 1 x k_h x k_w x out_c, or with dw16 int16 pairs (see ir.dw16_weight_layout) */
+ * 1 x k_h x k_w x out_c, or with dw16 int16 pairs (see backend.dw16_weight_layout) */
 LW_ALWAYS_INLINE int32_t dw_weight(const lw_dwconv_params_t *p, const int8_t *filter, int32_t t, int32_t oc)
 {
     if (p->dw16) {
@@ -55,8 +55,8 @@ LW_ALWAYS_INLINE int32_t dw_weight(const lw_dwconv_params_t *p, const int8_t *fi
 
 /* raw sum of x * w for output channel oc (input channel ic) at the window whose top-left tap is
  * (iy0, ix0); taps outside the input read the zero point */
-LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                                int32_t iy0, int32_t ix0, int32_t ic, int32_t oc)
+LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, int32_t iy0,
+                                int32_t ix0, int32_t ic, int32_t oc)
 {
     const int32_t zp = -p->in_offset;
     int32_t acc = 0;
@@ -75,8 +75,7 @@ LW_ALWAYS_INLINE int32_t dw_one(const lw_dwconv_params_t *p, const int8_t *input
 #if LW_SIMD
 /* one tap for four channels: input word u and the weights as int16 pairs w02 (channels 0, 2) and
  * w13 (1, 3), multiplied per channel */
-LW_ALWAYS_INLINE void dw_tap4(int32_t u, int32_t w02, int32_t w13, int32_t *a0, int32_t *a1, int32_t *a2,
-                              int32_t *a3)
+LW_ALWAYS_INLINE void dw_tap4(int32_t u, int32_t w02, int32_t w13, int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
 {
     const int32_t u02 = lw_sxtb16(u), u13 = lw_sxtb16_ror8(u);
     *a0 = lw_smlabb(u02, w02, *a0);
@@ -129,8 +128,8 @@ LW_ALWAYS_INLINE void dw_one4(const lw_dwconv_params_t *p, const int8_t *input, 
 #endif
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + p->dil_w * kx;
-            const int32_t u = row_in && ix >= 0 && ix < p->in_w ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c)
-                                                                 : zp4;
+            const int32_t u =
+                row_in && ix >= 0 && ix < p->in_w ? lw_load32(input + (iy * p->in_w + ix) * p->in_c + c) : zp4;
             const int32_t *wt =
                 (const int32_t *)(const void *)filter + (ky * p->k_w + kx) * (p->out_c / 2) + (c / 4) * 2;
             dw_tap4(u, wt[0], wt[1], &a0, &a1, &a2, &a3);
@@ -171,7 +170,8 @@ LW_ALWAYS_INLINE void dw_pixel4(const lw_dwconv_params_t *p, const int8_t *input
 #pragma GCC unroll 4
 #endif
         for (int32_t j = 0; j < 4; ++j) {
-            const int32_t v = lw_requant_prep_out(a[j], k[3 * j], k[3 * j + 1], k[3 * j + 2], p->rq_fast, p->out_offset);
+            const int32_t v =
+                lw_requant_prep_out(a[j], k[3 * j], k[3 * j + 1], k[3 * j + 2], p->rq_fast, p->out_offset);
             out[c + j] = (int8_t)lw_clamp_s8(v, p->act_min, p->act_max);
         }
     }
@@ -215,9 +215,8 @@ LW_ALWAYS_INLINE void lw_dwconv_s8_impl(const lw_dwconv_params_t *p, const int8_
 }
 
 #ifndef LW_KERNEL_INLINE_ONLY
-void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
-                  const int32_t *bias_folded, const int32_t *mult, const int32_t *shift, const int32_t *rnd,
-                  int8_t *output)
+void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias_folded,
+                  const int32_t *mult, const int32_t *shift, const int32_t *rnd, int8_t *output)
 {
     lw_dwconv_s8_impl(p, input, filter, bias_folded, mult, shift, rnd, output);
 }

@@ -10,8 +10,9 @@
  */
 #include "lw_kernels.h"
 
-LW_ALWAYS_INLINE void lw_fc_s8_impl(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias_folded,
-              const int32_t *mult, const int32_t *shift, int8_t *output)
+LW_ALWAYS_INLINE void lw_fc_s8_impl(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights,
+                                    const int32_t *bias_folded, const int32_t *mult, const int32_t *shift,
+                                    int8_t *output)
 {
     for (int32_t o = 0; o < p->out_n; ++o) {
         int32_t acc = bias_folded[o] + lw_dot_s8(input, weights + o * p->in_n, p->in_n);

@@ -99,8 +99,7 @@ void lw_softmax_s8(const lw_softmax_params_t *p, const int8_t *input, int8_t *ou
         }
         const int32_t headroom_plus_one = lw_clz32((uint32_t)sum_of_exps);
         const int32_t bits_over_unit = 12 - headroom_plus_one;
-        const int32_t shifted_minus_one =
-            (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31));
+        const int32_t shifted_minus_one = (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31));
         const int32_t scale = lw_one_over_one_plus_x(shifted_minus_one);
         for (int32_t c = 0; c < p->depth; ++c) {
             const int32_t diff = x[c] - max_in_row;

@@ -1,0 +1,424 @@
+"""The Cortex-M backend: how each op of the IR runs on the target.
+
+The IR (:mod:`lwcnn_mcu.ir`) says *what* an op computes, with TFLite's semantics and quantization.
+This module decides *how*, once per op, in a :class:`Kernel`:
+
+* the kernel variant (the fast paths of :class:`Options`: fast requantization, max pooling of raw
+  accumulators, pw16 records, dw16 int16 pairs, convolution windows read in place);
+* the fields of its parameter struct ``lw_<kind>_params_t`` (``FIELDS`` is the one list from which
+  ``lw_params.h`` is generated);
+* the constant arrays it reads from flash, in the layout that variant expects - the bias with the
+  input offset folded in is computed here, once, and the fast-requantization overflow proof is
+  made on that same bias;
+* the RAM it needs while it runs (scratch) and how its output may overlap its input.
+
+The memory planner and the C generator only read Kernels. One op is one vertical slice: its IR
+class, its frontend handler, its ``@constants`` function and ``FIELDS`` row here, its template
+``templates/ops/<kind>.c.j2``, its kernel ``templates/runtime/lw_<kind>_s8.c`` and its rows in the
+op table (``tests/test_ops.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lwcnn_mcu import ir
+
+#: Limits of the C kernels, the one source for Python and C: emitted as #defines into lw_params.h
+#: (the kernels size their stack arrays with them) and checked per layer in the generated model with
+#: LW_STATIC_ASSERT, so a variant is only chosen where the kernel can hold it.
+LIMITS: dict[str, tuple[int, str]] = {
+    "LW_PW_MAX_OC": (128, "output channels of a pw16 convolution (partial sums on the stack)"),
+    "LW_PW_MAX_IC": (64, "input channels of a pw16 1x1 convolution read in place (16 at a time)"),
+    "LW_PW_MAX_PATCH": (16, "bytes of a gathered pw16 patch (unpacked into registers at once)"),
+    "LW_POOL_MAX_PIXELS": (16, "pixels of a pooling window fused into a convolution"),
+}
+
+
+def limit(name: str) -> int:
+    return LIMITS[name][0]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The kernels' fast paths, each on by default. Turning one off makes every layer take the
+    general path instead (same bytes, slower); the test suite runs the op table through each."""
+
+    fast_requant: bool = True  # SMMULR requantization where the accumulator provably fits (rq_fast)
+    mono_pool: bool = True  # max pooling of raw accumulators, requantized once (rq_mono)
+    pw16: bool = True  # 1x1 / small-patch convolutions as per-channel int16-pair records
+    dw16: bool = True  # depthwise weights as int16 pairs, constants per four channels
+    in_place: bool = True  # convolution windows read where they are (no gathered patch)
+
+
+FAST_PATHS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Options))
+
+
+@dataclass(frozen=True)
+class CArray:
+    symbol: str
+    ctype: str  # int8_t | int32_t
+    values: list[int]
+    comment: str
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.values) * {"int8_t": 1, "int32_t": 4}[self.ctype]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One op as the target runs it."""
+
+    kind: str  # the kernel lw_<kind>_s8 and its struct lw_<kind>_params_t
+    params: dict[str, int]  # the struct's fields, in FIELDS order
+    arrays: tuple[CArray, ...] = ()  # constants it reads from flash
+    args: dict[str, str] = field(default_factory=dict)  # template name -> C expression (arrays, NULL)
+    variant: tuple[str, ...] = ()  # the fast paths it takes, for comments and reports
+    scratch_bytes: int = 0  # RAM it needs while it runs (placed by the planner)
+    overlap_offset: int | None = None  # its input may start this many bytes into its output buffer
+    checks: tuple[tuple[str, int, str], ...] = ()  # (LIMIT, value, why): value <= LIMIT, checked in C
+    inline: bool = False  # the kernel body is #included and specialised at the call (static const params)
+
+
+_WINDOW = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_top",
+           "pad_left")
+_CONV = _WINDOW + ("dil_h", "dil_w", "in_offset", "out_offset", "act_min", "act_max", "row4", "patch_len", "rq_fast",
+                   "rq_mono", "in_place", "pw16")
+
+#: The fields of every kernel's parameter struct (all int32_t), in order: lw_params.h is generated
+#: from this table and the constants functions below fill it.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "conv": _CONV,
+    "dwconv": _WINDOW + ("dil_h", "dil_w", "depth_mult", "in_offset", "out_offset", "act_min", "act_max", "rq_fast",
+                         "dw16"),
+    "fc": ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max", "rq_fast"),
+    "maxpool": _WINDOW + ("act_min", "act_max"),
+    "avgpool": _WINDOW + ("act_min", "act_max"),
+    "convpool": _CONV + ("pool_avg", "pool_h", "pool_w", "pool_stride_h", "pool_stride_w", "pool_pad_top",
+                         "pool_pad_left", "pool_out_h", "pool_out_w", "pool_act_min", "pool_act_max"),
+    "mean": ("count", "channels", "in_zp", "out_zp", "mult", "shift"),
+    "reducemax": ("count", "channels"),
+    "add": ("size", "in1_offset", "in2_offset", "out_offset", "left_shift", "in1_mult", "in1_shift", "in2_mult",
+            "in2_shift", "out_mult", "out_shift", "act_min", "act_max", "in2_stride"),
+    "mul": ("size", "in1_offset", "in2_offset", "out_offset", "mult", "shift", "act_min", "act_max", "in2_stride"),
+    "concat": ("outer", "out_chunk"),
+    "pad": ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "pad_top", "pad_left", "pad_front", "value"),
+    "reshape": ("size",),
+    "softmax": ("rows", "depth", "mult", "left_shift", "diff_min"),
+    "requant": ("size", "in_zp", "out_zp", "mult", "shift", "act_min", "act_max"),
+}
+
+ConstantsFn = Callable[[int, Any, ir.Graph, Options], Kernel]
+_CONSTANTS: dict[type[ir.Op], ConstantsFn] = {}
+
+
+def constants(*classes: type[ir.Op]) -> Callable[[ConstantsFn], ConstantsFn]:
+    """Register the function that makes the Kernel of these op classes."""
+
+    def register(fn: ConstantsFn) -> ConstantsFn:
+        for c in classes:
+            _CONSTANTS[c] = fn
+        return fn
+
+    return register
+
+
+def _struct(kind: str, *values: dict[str, Any]) -> dict[str, int]:
+    merged: dict[str, Any] = {}
+    for v in values:
+        merged.update(v)
+    return {f: int(merged[f]) for f in FIELDS[kind]}
+
+
+# --- requantization -------------------------------------------------------------------------------
+
+def folded_bias(op: ir.Op, g: ir.Graph) -> np.ndarray:
+    """Per output channel: bias + in_offset * sum(weights of the channel). Kernels accumulate raw
+    int8 inputs and start from this, so no input offset is added inside the loops."""
+    w = g.t(op.inputs[1]).data.astype(np.int64)
+    b = g.t(op.inputs[2]).data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
+    return b + int(op.lowered["in_offset"]) * _per_channel(op, w).sum(axis=1)
+
+
+def _per_channel(op: ir.Op, w: np.ndarray) -> np.ndarray:
+    """The weights as (output channel, taps)."""
+    return w.reshape(-1, w.shape[-1]).T if isinstance(op, ir.DepthwiseConv2D) else w.reshape(w.shape[0], -1)
+
+
+def requant_flags(op: ir.Op, g: ir.Graph, bias: np.ndarray, opts: Options) -> dict[str, Any]:
+    """Which requantization the kernel may use (lw_requant_out / lw_requant_prep_out in lw_common.h).
+
+    rq_mono: every shift <= 0, so MultiplyByQuantizedMultiplier is monotonic (no left shift that
+    could wrap): max pooling may take the max of raw accumulators and requantize once.
+    rq_fast: also every shift <= -1 and |accumulator| < 2^30 for every possible input, bounded from
+    the folded bias the kernel really starts from: |bias'| + 128 * sum|w| per channel; and
+    |rnd| < 2^30, with rnd per channel 2^(e-1) + out_offset * 2^e, e = -shift: then
+    (r + sgn + rnd) >> e equals ((r + sgn + 2^(e-1)) >> e) + out_offset exactly."""
+    shifts = [int(s) for s in op.lowered["shift"]]
+    w = _per_channel(op, g.t(op.inputs[1]).data.astype(np.int64))
+    bound = int((np.abs(bias) + 128 * np.abs(w).sum(axis=1)).max())
+    off = int(op.lowered["out_offset"])
+    rnd = [(1 << (-s - 1)) + (off << -s) if s <= -1 else 0 for s in shifts]
+    fast = (opts.fast_requant and all(s <= -1 for s in shifts) and bound < (1 << 30)
+            and all(abs(r) < (1 << 30) for r in rnd))
+    return {"rq_mono": int(opts.mono_pool and all(s <= 0 for s in shifts)), "rq_fast": int(fast),
+            "rnd": rnd if fast else [0] * len(shifts)}
+
+
+def requant_prep(flags: dict[str, Any], lowered: dict[str, Any], bias: Sequence[int]) -> tuple[int, np.ndarray]:
+    """Per-channel constants for lw_requant_prep_out: (scale, rows of [bias', m, s, rnd]). With
+    rq_fast, scale 2 (weights and bias' are stored doubled, so the accumulator arrives as 2 * acc,
+    which SMMULR needs; |2 * acc| < 2^31 by the rq_fast bound) and s = -shift, the right shift;
+    otherwise scale 1 and s = shift."""
+    fast = bool(flags["rq_fast"])
+    scale = 2 if fast else 1
+    shifts = [-int(v) if fast else int(v) for v in lowered["shift"]]
+    rows = np.array([[scale * int(b) for b in bias], [int(v) for v in lowered["mult"]], shifts,
+                     [int(v) for v in flags["rnd"]]], np.int64).T
+    return scale, rows
+
+
+# --- flash layouts ---------------------------------------------------------------------------------
+
+def _pack_pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Two int16 halves in one int32 (low half first), as signed int32 values."""
+    packed = (lo & 0xFFFF) | ((hi & 0xFFFF) << 16)
+    return np.where(packed >= 1 << 31, packed - (1 << 32), packed)
+
+
+def conv_weight_layout(w: np.ndarray, row4: int) -> np.ndarray:
+    """CONV_2D weights (OHWI int8) for lw_conv_s8 / lw_convpool_s8: each kernel row (k_w * in_c
+    values) zero-padded to row4 bytes, so a patch row is whole 4-byte words; rows of consecutive
+    output channels paired and interleaved a word at a time (the 2x2 register tile reads one word
+    of each with one pointer); an odd last row stays plain. A flat array of out_c * k_h * row4."""
+    oc, kh, kw, ic = w.shape
+    rows = np.zeros((oc, kh, row4), np.int64)
+    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic)
+    rows = rows.reshape(oc, -1)
+    n = rows.shape[1]
+    out = [np.stack([rows[j].reshape(n // 4, 4), rows[j + 1].reshape(n // 4, 4)], axis=1).ravel()
+           for j in range(0, oc - 1, 2)]
+    if oc % 2:
+        out.append(rows[-1])
+    return np.concatenate(out)
+
+
+def pw16_weight_layout(w: np.ndarray, row4: int, scale: int, tail: np.ndarray) -> np.ndarray:
+    """A pw16 convolution (OHWI int8): one record per output channel that the kernel reads with a
+    single pointer, two words per load (LDRD): for each word k of the patch (kernel rows padded to
+    row4 bytes), the int16 pairs (w[4k], w[4k+2]) and (w[4k+1], w[4k+3]) - what SXTB16 and SXTB16
+    ROR #8 make of the input word - then bias', multiplier, s, rnd (requant_prep; weights and bias'
+    times its scale). A flat array of out_c * (patch_len / 2 + 4) int32."""
+    oc, kh, kw, ic = w.shape
+    rows = np.zeros((oc, kh, row4), np.int64)
+    rows[:, :, :kw * ic] = w.reshape(oc, kh, kw * ic) * scale
+    q = rows.reshape(oc, -1, 4)
+    packed = _pack_pairs(np.stack([q[:, :, 0], q[:, :, 1]], axis=2), np.stack([q[:, :, 2], q[:, :, 3]], axis=2))
+    return np.concatenate([packed.reshape(oc, -1), tail], axis=1).ravel()
+
+
+def dw16_weight_layout(w: np.ndarray, scale: int) -> np.ndarray:
+    """A dw16 depthwise filter (1 x k_h x k_w x C int8, C % 4 == 0): per tap, per group of four
+    channels, the int16 pairs (w[0], w[2]) and (w[1], w[3]) - matching what SXTB16 and SXTB16
+    ROR #8 make of an input word; weights times requant_prep's scale."""
+    c = w.shape[-1]
+    q = w.reshape(-1, c // 4, 4).astype(np.int64) * scale
+    return _pack_pairs(np.stack([q[:, :, 0], q[:, :, 1]], axis=2), np.stack([q[:, :, 2], q[:, :, 3]], axis=2)).ravel()
+
+
+def dw16_const_layout(rows: np.ndarray) -> np.ndarray:
+    """Per-channel constants of a dw16 depthwise convolution, read two words per load: for each
+    group of four channels, bias' of the four, then multiplier, s, rnd of each (requant_prep)."""
+    groups = rows.reshape(-1, 4, 4)
+    return np.concatenate([groups[:, :, 0], groups[:, :, 1:].reshape(-1, 12)], axis=1).ravel()
+
+
+# --- the constants of each op ----------------------------------------------------------------------
+
+def _conv_variant(op: ir.Conv2D | ir.ConvPool, g: ir.Graph, opts: Options) -> dict[str, int]:
+    """row4: one kernel row (k_w x in_c) rounded up to 4 bytes; patch_len = k_h * row4.
+    in_place: with 4k input channels and no horizontal dilation every kernel row of a window is
+    whole words of the input, so windows are read where they are (taps outside read pad_row, a row
+    of zero points in flash): no patch buffer in RAM.
+    pw16: a 1x1 unpadded convolution read in place of at most LW_PW_MAX_IC input channels, or a
+    convolution whose gathered patch is at most LW_PW_MAX_PATCH bytes, with at most LW_PW_MAX_OC
+    output channels: the pixel's input stays unpacked in registers and weights stream as int16
+    pairs (pw16_weight_layout)."""
+    lw = op.lowered
+    oc, kh, kw, ic = g.t(op.inputs[1]).shape
+    row4 = (kw * ic + 3) // 4 * 4
+    in_place = int(opts.in_place and ic % 4 == 0 and lw["dil_w"] == 1)
+    pointwise = (in_place and kh == kw == 1 and ic <= limit("LW_PW_MAX_IC")
+                 and lw["pad_top"] == lw["pad_left"] == 0)
+    small_patch = not in_place and kh * row4 <= limit("LW_PW_MAX_PATCH")
+    pw16 = int(opts.pw16 and bool(pointwise or small_patch) and oc <= limit("LW_PW_MAX_OC"))
+    return {"row4": row4, "patch_len": kh * row4, "in_place": in_place, "pw16": pw16}
+
+
+def _direct(v: dict[str, Any]) -> bool:
+    """An unpadded 1x1 window of 4k channels read in place: the input pixel is the patch."""
+    return bool(v["in_place"] and v["k_h"] == v["k_w"] == 1 and v["in_c"] == v["patch_len"]
+                and v["pad_top"] == v["pad_left"] == 0)
+
+
+def _conv_arrays(k: int, op: ir.Op, g: ir.Graph, v: dict[str, Any], bias: np.ndarray,
+                 rq: dict[str, Any]) -> tuple[list[CArray], dict[str, str], list[tuple[str, int, str]]]:
+    """Flash constants of a CONV_2D (alone or with its pooling fused): pw16 records, or the
+    paired-row weights with bias', multipliers, shifts and rnd."""
+    w = g.t(op.inputs[1])
+    shape = list(w.shape)
+    if v["pw16"]:
+        scale, tail = requant_prep(rq, dict(op.lowered), bias.tolist())
+        rec = pw16_weight_layout(w.data.astype(np.int64), int(v["row4"]), scale, tail)
+        checks = [("LW_PW_MAX_OC", int(w.shape[0]), "pw16 output channels")]
+        if not v["in_place"]:
+            checks.append(("LW_PW_MAX_PATCH", int(v["patch_len"]), "pw16 patch bytes"))
+        return ([CArray(f"lw_w{k}", "int32_t", rec.tolist(),
+                        f"{op.name}: weights {shape} as int16 pairs per input word, then bias', multiplier, "
+                        "shift, rnd per output channel (pw16)")],
+                {"weights": f"(const int8_t *)lw_w{k}", "bias": "NULL", "mult": "NULL", "shift": "NULL",
+                 "rnd": "NULL"}, checks)
+    layout = conv_weight_layout(w.data.astype(np.int64), int(v["row4"]))
+    return ([CArray(f"lw_w{k}", "int8_t", layout.tolist(),
+                    f"{op.name}: weights {shape} as {shape[0]} rows of {v['patch_len']} (kernel rows padded "
+                    f"to {v['row4']}), row pairs word-interleaved"),
+             CArray(f"lw_b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
+             CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+             CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
+             CArray(f"lw_r{k}", "int32_t", list(rq["rnd"]),
+                    f"{op.name}: rounding + output offset << -shift (fast requantization)")],
+            {"weights": f"lw_w{k}", "bias": f"lw_b{k}", "mult": f"lw_m{k}", "shift": f"lw_s{k}",
+             "rnd": f"lw_r{k}"}, [])
+
+
+def _variant_names(v: dict[str, Any], *names: str) -> tuple[str, ...]:
+    label = {"rq_fast": "fast requantization", "rq_mono": "max of raw accumulators", "pw16": "pw16",
+             "dw16": "dw16", "in_place": "windows in place"}
+    return tuple(label[n] for n in names if v.get(n))
+
+
+@constants(ir.Conv2D)
+def _conv(k: int, op: ir.Conv2D, g: ir.Graph, opts: Options) -> Kernel:
+    v = {**op.lowered, **_conv_variant(op, g, opts)}
+    bias = folded_bias(op, g)
+    rq = requant_flags(op, g, bias, opts)
+    v.update(rq)
+    arrays, args, checks = _conv_arrays(k, op, g, v, bias, rq)
+    if v["in_place"]:
+        arrays.insert(0, CArray(f"lw_z{k}", "int8_t", [-int(v["in_offset"])] * int(v["in_c"]),
+                                f"{op.name}: the input zero point, read for taps outside the input"))
+    args["pad_row"] = f"lw_z{k}" if v["in_place"] else "NULL"
+    overlap = None
+    if (v["in_place"] and v["k_h"] == v["k_w"] == 1 and v["stride_h"] == v["stride_w"] == 1
+            and v["pad_top"] == v["pad_left"] == 0 and v["in_h"] == v["out_h"] and v["in_w"] == v["out_w"]):
+        # output pixels are computed in pairs (i, i+1) in order, reading only input pixels i and i+1:
+        # with the input D bytes into the output buffer, writing pixels <= i+1 (up to oc*(i+2)) must
+        # not reach input pixel i (at D + ic*i): D >= oc*(i+2) - ic*i, largest at the first or last pair
+        ic, oc, n = int(v["in_c"]), int(v["out_c"]), int(v["out_h"] * v["out_w"])
+        overlap = (max(oc * (i + 2) - ic * i for i in (0, (n - 1) // 2 * 2)) + 3) // 4 * 4
+    # two patches (the 2x2 register tile computes two output pixels at once); none in place
+    scratch = 0 if v["in_place"] else 2 * int(v["patch_len"])
+    return Kernel("conv", _struct("conv", v), tuple(arrays), args, _variant_names(v, "pw16", "in_place", "rq_fast"),
+                  scratch, overlap, tuple(checks), inline=True)
+
+
+@constants(ir.ConvPool)
+def _convpool(k: int, op: ir.ConvPool, g: ir.Graph, opts: Options) -> Kernel:
+    v = {**op.lowered, **_conv_variant(op, g, opts)}
+    bias = folded_bias(op, g)
+    rq = requant_flags(op, g, bias, opts)
+    v.update(rq)
+    # pw16 (the convolution's records) only with max pooling of raw accumulators
+    v["pw16"] = int(bool(v["pw16"]) and not v["pool_avg"] and bool(v["rq_mono"]))
+    arrays, args, checks = _conv_arrays(k, op, g, v, bias, rq)
+    checks.append(("LW_POOL_MAX_PIXELS", int(v["pool_h"] * v["pool_w"]), "pooling window pixels"))
+    if _direct(v):
+        scratch = 0
+    elif v["pw16"]:
+        scratch = 0 if v["in_place"] else 2 * int(v["patch_len"])  # one patch pair (slot 0 used)
+    else:
+        scratch = int((v["pool_h"] * v["pool_w"] + 1) // 2 * 2 * v["patch_len"])  # a patch per window pixel
+    names = _variant_names(v, "pw16", "in_place", "rq_fast") + (
+        _variant_names(v, "rq_mono") if not v["pool_avg"] else ())
+    return Kernel("convpool", _struct("convpool", v), tuple(arrays), args, names, scratch, None, tuple(checks),
+                  inline=True)
+
+
+@constants(ir.DepthwiseConv2D)
+def _dwconv(k: int, op: ir.DepthwiseConv2D, g: ir.Graph, opts: Options) -> Kernel:
+    w = g.t(op.inputs[1])
+    v: dict[str, Any] = dict(op.lowered)
+    v["dw16"] = int(opts.dw16 and v["depth_mult"] == 1 and w.shape[-1] % 4 == 0)
+    bias = folded_bias(op, g)
+    rq = requant_flags(op, g, bias, opts)
+    v.update(rq_fast=rq["rq_fast"])
+    layout = f"weights {list(w.shape)}"
+    if v["dw16"]:
+        scale, rows = requant_prep(rq, dict(op.lowered), bias.tolist())
+        arrays = [CArray(f"lw_w{k}", "int32_t", dw16_weight_layout(w.data.astype(np.int64), scale).tolist(),
+                         f"{op.name}: {layout} as int16 pairs per tap and 4 channels (dw16)"),
+                  CArray(f"lw_q{k}", "int32_t", dw16_const_layout(rows).tolist(),
+                         f"{op.name}: per 4 channels bias', then multiplier, shift, rnd of each (dw16)")]
+        args = {"weights": f"(const int8_t *)lw_w{k}", "bias": f"lw_q{k}", "mult": "NULL", "shift": "NULL",
+                "rnd": "NULL"}
+    else:
+        arrays = [CArray(f"lw_w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(), f"{op.name}: {layout}"),
+                  CArray(f"lw_b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
+                  CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+                  CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
+                  CArray(f"lw_r{k}", "int32_t", list(rq["rnd"]),
+                         f"{op.name}: rounding + output offset << -shift (fast requantization)")]
+        args = {"weights": f"lw_w{k}", "bias": f"lw_b{k}", "mult": f"lw_m{k}", "shift": f"lw_s{k}",
+                "rnd": f"lw_r{k}"}
+    return Kernel("dwconv", _struct("dwconv", v), tuple(arrays), args, _variant_names(v, "dw16", "rq_fast"),
+                  inline=True)
+
+
+@constants(ir.FullyConnected)
+def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
+    w = g.t(op.inputs[1])
+    bias = folded_bias(op, g)
+    rq = requant_flags(op, g, bias, opts)
+    v = {**op.lowered, "rq_fast": rq["rq_fast"]}
+    arrays = (CArray(f"lw_w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
+                     f"{op.name}: weights {list(w.shape)}"),
+              CArray(f"lw_b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
+              CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+              CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
+    args = {"weights": f"lw_w{k}", "bias": f"lw_b{k}", "mult": f"lw_m{k}", "shift": f"lw_s{k}"}
+    return Kernel("fc", _struct("fc", v), arrays, args, _variant_names(v, "rq_fast"), inline=True)
+
+
+@constants(ir.Add, ir.Mul)
+def _elementwise(k: int, op: ir.Add | ir.Mul, g: ir.Graph, opts: Options) -> Kernel:
+    """ADD / MUL: a constant operand is an int8 array in flash."""
+    arrays, args = [], {}
+    for j, tid in enumerate(op.inputs):
+        if g.t(tid).is_const:
+            args[f"in{j}"] = f"lw_c{k}_{j}"
+            arrays.append(CArray(f"lw_c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
+                                 f"{op.name}: constant operand"))
+    return Kernel(op.kind, _struct(op.kind, op.lowered), tuple(arrays), args)
+
+
+@constants(ir.MaxPool2D, ir.AvgPool2D, ir.Mean, ir.ReduceMax, ir.Concatenation, ir.Pad, ir.Reshape, ir.Softmax,
+           ir.Requantize, ir.Relu)
+def _plain(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
+    """Ops whose parameters are all in their struct."""
+    return Kernel(op.kind, _struct(op.kind, op.lowered))
+
+
+assert set(_CONSTANTS) == set(ir.OP_CLASSES), "every IR op needs its @constants function"
+assert {c.kind for c in ir.OP_CLASSES} == set(FIELDS), "every kernel needs its FIELDS row"
+
+
+def kernels(g: ir.Graph, opts: Options | None = None) -> tuple[Kernel, ...]:
+    """The Kernel of every op of a lowered graph, in graph order."""
+    opts = opts or Options()
+    return tuple(_CONSTANTS[type(op)](k, op, g, opts) for k, op in enumerate(g.ops))
