@@ -104,6 +104,9 @@ def _offline(name: str, root: Path) -> tuple[np.ndarray, ...]:
 
 
 def _keras(name: str) -> tuple[np.ndarray, ...]:
+    from lwcnn_mcu.util import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     mod = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist,

@@ -20,7 +20,6 @@ model worse on held-out data; the model card records which step won.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,9 @@ PARAM_BUDGET = {"mnist": 14862, "fashion_mnist": 14862, "cifar10": 19999}
 
 
 def _keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from lwcnn_mcu.util import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     return keras

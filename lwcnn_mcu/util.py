@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,24 @@ def capture_fd2() -> Iterator[list[str]]:
             os.close(saved)
             tmp.seek(0)
             out.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow (and so Keras) without its log noise: the absl and CUDA-stub lines it prints
+    on C++ stderr while importing, and its Python-level warnings. Call before any TensorFlow or Keras
+    import; a no-op once TensorFlow is loaded."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    if "tensorflow" in sys.modules:
+        return
+    import logging
+    import warnings
+
+    with capture_fd2(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import tensorflow as tf
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def check_writable_dir(out: Path) -> None:

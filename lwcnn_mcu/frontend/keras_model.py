@@ -8,7 +8,7 @@ input and output.
 
 from __future__ import annotations
 
-import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lwcnn_mcu.errors import LwcnnError
+from lwcnn_mcu.util import capture_fd2, quiet_tensorflow
 
 #: Keras layer classes the compiler accepts (DESIGN.md), in one list.
 SUPPORTED_LAYERS: tuple[str, ...] = (
@@ -27,8 +28,7 @@ SUPPORTED_ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "softmax", "linear")
 
 
 def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    quiet_tensorflow()
 
 
 def load_keras(path: Path) -> Any:
@@ -127,7 +127,9 @@ def quantize(model: Any, calib: np.ndarray) -> bytes:
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), capture_fd2(), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected": the int8 input's own
         try:
             return bytes(conv.convert())
         except Exception as exc:

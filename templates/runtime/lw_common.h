@@ -169,8 +169,8 @@ static inline int32_t lw_mbqm(int32_t x, int32_t multiplier, int32_t shift)
  * the layer's constants) */
 static inline int32_t lw_clamp_s8(int32_t v, int32_t lo, int32_t hi)
 {
-#if LW_DSP
-    v = __ssat(v, 8);
+#if LW_DSP && defined(__GNUC__)
+    __asm__("ssat %0, #8, %1" : "=r"(v) : "r"(v)); /* arm_acle.h's __ssat trips -Wsign-conversion */
 #else
     v = LW_CLAMP(v, -128, 127);
 #endif
