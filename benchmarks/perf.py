@@ -100,14 +100,14 @@ def _tflite(model, seed: int) -> bytes:  # noqa: ANN001
     return bytes(conv.convert())
 
 
-def code_bytes(elf: Path) -> int:
-    """Size of the kernel and model functions linked into the firmware (lw_* and lwcnn_* symbols)."""
+def code_bytes(elf: Path, prefix: str) -> int:
+    """Size of the kernel and model functions linked into the firmware (lw_* and PREFIX_* symbols)."""
     from elftools.elf.elffile import ELFFile
 
     with elf.open("rb") as f:
         symtab = ELFFile(f).get_section_by_name(".symtab")
         return sum(s["st_size"] for s in symtab.iter_symbols()
-                   if s["st_info"]["type"] == "STT_FUNC" and s.name.startswith(("lw_", "lwcnn_"))
+                   if s["st_info"]["type"] == "STT_FUNC" and s.name.startswith(("lw_", f"{prefix}_"))
                    and not s.name.startswith("lw_proto"))
 
 
@@ -156,7 +156,7 @@ def main() -> None:
             "instructions_per_mac_dsp": r["instructions"]["median"] / macs,
             "arena_bytes": r["arena_bytes"], "tflm_arena_head": tflm.get("head"), "tflm_arena_total": tflm.get("total"),
             "arena_ratio": r["arena_bytes"] / tflm["head"] if tflm.get("head") else None,
-            "weights_bytes": r["weights_bytes"], "code_bytes": code_bytes(b.elf),
+            "weights_bytes": r["weights_bytes"], "code_bytes": code_bytes(b.elf, c.gen.name),
             "firmware_flash": b.flash_bytes, "firmware_ram": b.ram_bytes, "seconds": round(time.time() - t0, 1),
         }
         row.update({f"anchor_{k}": v for k, v in ANCHORS.get(label, {}).items()})

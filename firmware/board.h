@@ -12,8 +12,11 @@
 
 /* Clocks, UART (115200 8N1), counters. */
 void board_init(void);
-/* Core clock in Hz after board_init (falls back to the reset clock when a PLL does not lock). */
+/* Core clock in Hz after board_init, computed from the clock registers read back (the reset clock
+ * when the clock setup failed and fell back). */
 uint32_t board_clock_hz(void);
+/* INFO flags (LW_INFO_*): clock fallback and the clock setup step that failed; 0 when all is well. */
+uint32_t board_info_flags(void);
 void board_putc(uint8_t c);
 /* Next received byte, or -1 when none is waiting. */
 int32_t board_getc(void);

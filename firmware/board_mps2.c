@@ -25,6 +25,11 @@ uint32_t board_clock_hz(void)
     return LW_CLOCK_HZ;
 }
 
+uint32_t board_info_flags(void)
+{
+    return 0u; /* QEMU's fixed clock: nothing to set up */
+}
+
 void board_putc(uint8_t c)
 {
     while (UART_STATE & 1u) {

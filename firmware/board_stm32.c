@@ -1,6 +1,7 @@
 /*
- * board_stm32.c - STM32F4 / STM32F7 / STM32L4 at register level (no HAL): clock, the ST-LINK
- * virtual COM port UART (pins, alternate function, baud), exit.
+ * board_stm32.c - STM32F4 / STM32F7 / STM32L4 at register level (no HAL): clock (clock_stm32.c),
+ * the ST-LINK virtual COM port UART (pins, alternate function, baud from the UART clock read back
+ * from the RCC), exit.
  *
  * F4 USART: SR 0x00, DR 0x04, BRR 0x08, CR1 0x0C (UE bit 13).
  * F7/L4 USART and LPUART: CR1 0x00 (UE bit 0), BRR 0x0C, ISR 0x1C, ICR 0x20, RDR 0x24, TDR 0x28.
@@ -8,6 +9,8 @@
  * back to the reset clock instead of hanging.
  */
 #include "board.h"
+#include "lw_clock.h"
+#include "lw_proto_codes.h"
 
 #if !LW_FAMILY_MPS2
 
@@ -18,8 +21,7 @@
 
 void counters_init(void);
 
-static uint32_t core_hz = LW_RESET_CLOCK_HZ;
-static uint32_t uart_hz = LW_RESET_CLOCK_HZ;
+static lw_clock_t clk;
 
 static int wait_set(volatile uint32_t *reg, uint32_t mask, uint32_t value)
 {
@@ -29,24 +31,6 @@ static int wait_set(volatile uint32_t *reg, uint32_t mask, uint32_t value)
         }
     }
     return 0;
-}
-
-static void clock_init(void)
-{
-#if LW_FAMILY_STM32F4 && LW_CLOCK_HZ == 84000000
-    /* HSI 16 MHz -> PLL: /M=16, xN=336, /P=4 -> 84 MHz; AHB /1, APB1 /2 (42 MHz), APB2 /1 */
-    REG(0x40023C00u) = (REG(0x40023C00u) & ~0xFu) | 2u | (7u << 8); /* FLASH_ACR: 2 WS, caches */
-    RCC(0x04) = 16u | (336u << 6) | (1u << 16) | (7u << 24);       /* PLLCFGR, source HSI */
-    RCC(0x08) = (RCC(0x08) & ~0xFCF0u) | (4u << 10);                /* CFGR: PPRE1 = /2 */
-    RCC(0x00) |= (1u << 24);                                         /* PLLON */
-    if (wait_set(&RCC(0x00), 1u << 25, 1u << 25)) {
-        RCC(0x08) = (RCC(0x08) & ~3u) | 2u; /* SW = PLL */
-        if (wait_set(&RCC(0x08), 0xCu, 0x8u)) {
-            core_hz = 84000000u;
-            uart_hz = 42000000u;
-        }
-    }
-#endif
 }
 
 static void pin_af(uint32_t pin, uint32_t af)
@@ -59,7 +43,9 @@ static void pin_af(uint32_t pin, uint32_t af)
 
 void board_init(void)
 {
-    clock_init();
+    lw_clock_setup(&clk);
+    /* an unknown UART clock (a source this code never selects) leaves the reset clock as the best guess */
+    const uint32_t uart_hz = clk.uart_hz != 0u ? clk.uart_hz : LW_RESET_CLOCK_HZ;
 #if LW_FAMILY_STM32L4
     RCC(0x58) |= (1u << 28);        /* APB1ENR1: PWR */
     REG(0x40007004u) |= (1u << 9);  /* PWR_CR2: IOSV, port G is powered by VDDIO2 */
@@ -84,7 +70,12 @@ void board_init(void)
 
 uint32_t board_clock_hz(void)
 {
-    return core_hz;
+    return clk.core_hz;
+}
+
+uint32_t board_info_flags(void)
+{
+    return clk.fallback ? LW_INFO_CLOCK_FALLBACK | ((clk.failed_step << 8) & LW_INFO_CLOCK_STEP) : 0u;
 }
 
 void board_putc(uint8_t c)

@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 #include "board.h"
-#include "lwcnn_model.h"
+#include "lw_model.h" /* the models this firmware runs: LW_MODEL_MAX_LAYERS */
 
-#define LW_MAX_LAYERS (LWCNN_NUM_LAYERS > 0 ? LWCNN_NUM_LAYERS : 1)
+#define LW_MAX_LAYERS (LW_MODEL_MAX_LAYERS > 0 ? LW_MODEL_MAX_LAYERS : 1)
 extern volatile uint32_t lw_profile_on;
 extern uint32_t lw_layer_cycles[LW_MAX_LAYERS];
 extern uint32_t lw_layer_ticks[LW_MAX_LAYERS];

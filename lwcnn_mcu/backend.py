@@ -61,6 +61,9 @@ FAST_PATHS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Options))
 
 @dataclass(frozen=True)
 class CArray:
+    """A constant array in flash. Its symbol starts with '@', which the C generator replaces by the
+    model's C prefix (``mnist_``), so several models link into one program."""
+
     symbol: str
     ctype: str  # int8_t | int32_t
     values: list[int]
@@ -78,7 +81,7 @@ class Kernel:
     kind: str  # the kernel lw_<kind>_s8 and its struct lw_<kind>_params_t
     params: dict[str, int]  # the struct's fields, in FIELDS order
     arrays: tuple[CArray, ...] = ()  # constants it reads from flash
-    args: dict[str, str] = field(default_factory=dict)  # template name -> C expression (arrays, NULL)
+    args: dict[str, str] = field(default_factory=dict)  # template name -> C expression (@arrays, NULL)
     variant: tuple[str, ...] = ()  # the fast paths it takes, for comments and reports
     scratch_bytes: int = 0  # RAM it needs while it runs (placed by the planner)
     overlap_offset: int | None = None  # its input may start this many bytes into its output buffer
@@ -279,22 +282,22 @@ def _conv_arrays(k: int, op: ir.Op, g: ir.Graph, v: dict[str, Any], bias: np.nda
         checks = [("LW_PW_MAX_OC", int(w.shape[0]), "pw16 output channels")]
         if not v["in_place"]:
             checks.append(("LW_PW_MAX_PATCH", int(v["patch_len"]), "pw16 patch bytes"))
-        return ([CArray(f"lw_w{k}", "int32_t", rec.tolist(),
+        return ([CArray(f"@w{k}", "int32_t", rec.tolist(),
                         f"{op.name}: weights {shape} as int16 pairs per input word, then bias', multiplier, "
                         "shift, rnd per output channel (pw16)")],
-                {"weights": f"(const int8_t *)lw_w{k}", "bias": "NULL", "mult": "NULL", "shift": "NULL",
+                {"weights": f"(const int8_t *)@w{k}", "bias": "NULL", "mult": "NULL", "shift": "NULL",
                  "rnd": "NULL"}, checks)
     layout = conv_weight_layout(w.data.astype(np.int64), int(v["row4"]))
-    return ([CArray(f"lw_w{k}", "int8_t", layout.tolist(),
+    return ([CArray(f"@w{k}", "int8_t", layout.tolist(),
                     f"{op.name}: weights {shape} as {shape[0]} rows of {v['patch_len']} (kernel rows padded "
                     f"to {v['row4']}), row pairs word-interleaved"),
-             CArray(f"lw_b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
-             CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
-             CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
-             CArray(f"lw_r{k}", "int32_t", list(rq["rnd"]),
+             CArray(f"@b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
+             CArray(f"@m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+             CArray(f"@s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
+             CArray(f"@r{k}", "int32_t", list(rq["rnd"]),
                     f"{op.name}: rounding + output offset << -shift (fast requantization)")],
-            {"weights": f"lw_w{k}", "bias": f"lw_b{k}", "mult": f"lw_m{k}", "shift": f"lw_s{k}",
-             "rnd": f"lw_r{k}"}, [])
+            {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}",
+             "rnd": f"@r{k}"}, [])
 
 
 def _variant_names(v: dict[str, Any], *names: str) -> tuple[str, ...]:
@@ -311,9 +314,9 @@ def _conv(k: int, op: ir.Conv2D, g: ir.Graph, opts: Options) -> Kernel:
     v.update(rq)
     arrays, args, checks = _conv_arrays(k, op, g, v, bias, rq)
     if v["in_place"]:
-        arrays.insert(0, CArray(f"lw_z{k}", "int8_t", [-int(v["in_offset"])] * int(v["in_c"]),
+        arrays.insert(0, CArray(f"@z{k}", "int8_t", [-int(v["in_offset"])] * int(v["in_c"]),
                                 f"{op.name}: the input zero point, read for taps outside the input"))
-    args["pad_row"] = f"lw_z{k}" if v["in_place"] else "NULL"
+    args["pad_row"] = f"@z{k}" if v["in_place"] else "NULL"
     overlap = None
     if (v["in_place"] and v["k_h"] == v["k_w"] == 1 and v["stride_h"] == v["stride_w"] == 1
             and v["pad_top"] == v["pad_left"] == 0 and v["in_h"] == v["out_h"] and v["in_w"] == v["out_w"]):
@@ -361,21 +364,21 @@ def _dwconv(k: int, op: ir.DepthwiseConv2D, g: ir.Graph, opts: Options) -> Kerne
     layout = f"weights {list(w.shape)}"
     if v["dw16"]:
         scale, rows = requant_prep(rq, dict(op.lowered), bias.tolist())
-        arrays = [CArray(f"lw_w{k}", "int32_t", dw16_weight_layout(w.data.astype(np.int64), scale).tolist(),
+        arrays = [CArray(f"@w{k}", "int32_t", dw16_weight_layout(w.data.astype(np.int64), scale).tolist(),
                          f"{op.name}: {layout} as int16 pairs per tap and 4 channels (dw16)"),
-                  CArray(f"lw_q{k}", "int32_t", dw16_const_layout(rows).tolist(),
+                  CArray(f"@q{k}", "int32_t", dw16_const_layout(rows).tolist(),
                          f"{op.name}: per 4 channels bias', then multiplier, shift, rnd of each (dw16)")]
-        args = {"weights": f"(const int8_t *)lw_w{k}", "bias": f"lw_q{k}", "mult": "NULL", "shift": "NULL",
+        args = {"weights": f"(const int8_t *)@w{k}", "bias": f"@q{k}", "mult": "NULL", "shift": "NULL",
                 "rnd": "NULL"}
     else:
-        arrays = [CArray(f"lw_w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(), f"{op.name}: {layout}"),
-                  CArray(f"lw_b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
-                  CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
-                  CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
-                  CArray(f"lw_r{k}", "int32_t", list(rq["rnd"]),
+        arrays = [CArray(f"@w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(), f"{op.name}: {layout}"),
+                  CArray(f"@b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
+                  CArray(f"@m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+                  CArray(f"@s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
+                  CArray(f"@r{k}", "int32_t", list(rq["rnd"]),
                          f"{op.name}: rounding + output offset << -shift (fast requantization)")]
-        args = {"weights": f"lw_w{k}", "bias": f"lw_b{k}", "mult": f"lw_m{k}", "shift": f"lw_s{k}",
-                "rnd": f"lw_r{k}"}
+        args = {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}",
+                "rnd": f"@r{k}"}
     return Kernel("dwconv", _struct("dwconv", v), tuple(arrays), args, _variant_names(v, "dw16", "rq_fast"),
                   inline=True)
 
@@ -386,12 +389,12 @@ def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
     bias = folded_bias(op, g)
     rq = requant_flags(op, g, bias, opts)
     v = {**op.lowered, "rq_fast": rq["rq_fast"]}
-    arrays = (CArray(f"lw_w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
+    arrays = (CArray(f"@w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
                      f"{op.name}: weights {list(w.shape)}"),
-              CArray(f"lw_b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
-              CArray(f"lw_m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
-              CArray(f"lw_s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
-    args = {"weights": f"lw_w{k}", "bias": f"lw_b{k}", "mult": f"lw_m{k}", "shift": f"lw_s{k}"}
+              CArray(f"@b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
+              CArray(f"@m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+              CArray(f"@s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
+    args = {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}"}
     return Kernel("fc", _struct("fc", v), arrays, args, _variant_names(v, "rq_fast"), inline=True)
 
 
@@ -401,8 +404,8 @@ def _elementwise(k: int, op: ir.Add | ir.Mul, g: ir.Graph, opts: Options) -> Ker
     arrays, args = [], {}
     for j, tid in enumerate(op.inputs):
         if g.t(tid).is_const:
-            args[f"in{j}"] = f"lw_c{k}_{j}"
-            arrays.append(CArray(f"lw_c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
+            args[f"in{j}"] = f"@c{k}_{j}"
+            arrays.append(CArray(f"@c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
                                  f"{op.name}: constant operand"))
     return Kernel(op.kind, _struct(op.kind, op.lowered), tuple(arrays), args)
 

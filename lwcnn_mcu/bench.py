@@ -10,6 +10,7 @@ its CRC is good and its sequence number matches the request.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import struct
@@ -25,16 +26,47 @@ from lwcnn_mcu import __version__, boards, emulator, protocol
 from lwcnn_mcu.errors import LwcnnError, MismatchError
 
 P = protocol.MSG
+_NO_INPUT = next(code for name, code, _ in protocol.ERRORS if name == "NO_INPUT")
 
 
 class TransportError(Exception):
+    """The link failed: no valid reply after the retries, the port closed, or a reply that breaks the
+    protocol. Stops the run (exit 2), never an internal error."""
+
+
+class TooManyResets(TransportError):
     pass
 
 
+class WrongModel(Exception):
+    """The device runs another model than the one the host compiled (first contact or after a reset)."""
+
+
+class BenchStopped(LwcnnError):
+    """The run stopped early (the link failed, too many resets, another model after a reset); carries
+    the report of what was measured before (exit 2, or 1 when a recorded output differs)."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class DeviceReset(Exception):
-    def __init__(self, info: protocol.DeviceInfo) -> None:
+    """A READY frame arrived while a request was waiting: the device booted or reset."""
+
+    def __init__(self, info: protocol.DeviceInfo | None) -> None:
         super().__init__("device reset")
         self.info = info
+
+
+class InputLost(Exception):
+    """The device answered TIME/LAYERS with ERROR NO_INPUT: it reset and its READY was lost."""
+
+
+#: Recovery rules (docs/protocol.md, "Host behaviour"): attempts per request after the first, and how
+#: many READY frames (or lost inputs) in a row, with no INFER/TIME/LAYERS completed in between, stop a run.
+RETRIES = 8
+RESETS_IN_ROW = 3
 
 
 @dataclass
@@ -44,7 +76,10 @@ class Stats:
     retries: int = 0
     device_errors: int = 0
     stale_replies: int = 0
-    resets: int = 0
+    resets: int = 0  # READY frames but the boot one: the board reset during the run
+    boot_ready: int = 0  # 1: the first READY came before any INFO reply (the board booting as the host came)
+    input_lost: int = 0  # ERROR NO_INPUT: a reset whose READY never arrived
+    bytes_skipped: int = 0  # garbage between frames, in decoders since replaced
     round_trip_s: list[float] = field(default_factory=list)
 
     @property
@@ -53,88 +88,245 @@ class Stats:
 
 
 class Device:
-    """One device over a pyserial port (a real one, or socket:// for an emulator)."""
+    """One device over a pyserial port (a real one, or socket:// for an emulator).
 
-    def __init__(self, port: Any, timeout: float = 5.0, retries: int = 5) -> None:
+    ``info``, ``infer``, ``time_run`` and ``layers`` survive resets: a READY (or an input the device
+    lost) makes the host read INFO again, check the model, give the device its last input back when
+    the request needs it, and repeat the request. More than RESETS_IN_ROW resets with nothing
+    completed in between raise TooManyResets.
+    """
+
+    def __init__(self, port: Any, timeout: float = 5.0, retries: int = RETRIES, expected_hash: str | None = None,
+                 resets_in_row: int = RESETS_IN_ROW, model_name: str | None = None) -> None:
         self.port = port
+        self.model_name = model_name  # SELECT it when the firmware holds several models
         self.timeout = timeout
         self.retries = retries
+        self.expected_hash = expected_hash
+        self.max_resets_in_row = resets_in_row
         self.dec = protocol.Decoder()
         self.seq = 0
         self.stats = Stats()
         self.pending: list[protocol.Frame] = []
         self.flush_bytes = 64  # raised to the device's receive buffer + 16 once INFO is known
+        self.device_info: protocol.DeviceInfo | None = None  # set at first contact
+        self.last_input: bytes | None = None  # the last input the device computed
+        self.has_input = False  # whether the device still holds it (a reset clears it)
+        self.resets_in_row = 0
+
+    # -- the link: every OS-level failure becomes a TransportError ------------------------------------
+    def _io(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except OSError as exc:  # serial.SerialException is an OSError
+            raise TransportError(f"the serial link failed ({what}: {exc}); is the board still connected?") from None
 
     def _frames(self, deadline: float) -> list[protocol.Frame]:
         if self.pending:
             out, self.pending = self.pending, []
             return out
-        self.port.timeout = max(0.001, min(0.003, deadline - time.monotonic()))
-        data = self.port.read(4096)
+        self._io("set timeout", setattr, self.port, "timeout", max(0.001, min(0.003, deadline - time.monotonic())))
+        data = self._io("read", self.port.read, 4096)
         before = self.dec.crc_errors + self.dec.length_errors
         frames = self.dec.feed(data) if data else []
         self.stats.crc_errors += self.dec.crc_errors + self.dec.length_errors - before
         return frames
 
+    def _ready(self, f: protocol.Frame) -> DeviceReset:
+        if self.device_info is None and not self.stats.boot_ready:  # the board booting as the host came
+            self.stats.boot_ready = 1
+        else:
+            self.stats.resets += 1
+        try:
+            info: protocol.DeviceInfo | None = protocol.DeviceInfo.parse(f.payload)
+        except ValueError:
+            info = None
+        return DeviceReset(info)
+
     def wait_ready(self, timeout: float = 30.0) -> protocol.DeviceInfo:
+        """First contact with a board the host just started: its boot READY (or an INFO_OK)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for f in self._frames(deadline):
                 if f.type in (P["READY"], P["INFO_OK"]):
-                    return protocol.DeviceInfo.parse(f.payload)
+                    try:
+                        return self._accept(protocol.DeviceInfo.parse(f.payload))
+                    except ValueError:
+                        continue
         raise TransportError(f"no READY from the device within {timeout:.0f} s")
 
     def request(self, msg: str, payload: bytes, reply: str, timeout: float | None = None) -> protocol.Frame:
+        """One request, retried on timeouts, CRC errors and ERROR replies; raises DeviceReset on a
+        READY, InputLost on ERROR NO_INPUT, TransportError when every attempt failed."""
         timeout = timeout or self.timeout
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.retries += 1
             self.seq = (self.seq + 1) & 0xFF
             t0 = time.perf_counter()
-            self.port.write(protocol.encode(P[msg], self.seq, payload))
+            self._io("write", self.port.write, protocol.encode(P[msg], self.seq, payload))
             deadline = time.monotonic() + timeout
             got_error = False
             while time.monotonic() < deadline and not got_error:
-                for f in self._frames(deadline):
+                frames = self._frames(deadline)
+                for k, f in enumerate(frames):
                     if f.type == P["READY"]:
-                        self.stats.resets += 1
-                        raise DeviceReset(protocol.DeviceInfo.parse(f.payload))
+                        self.pending = frames[k + 1:]
+                        raise self._ready(f)
                     if f.seq != self.seq:
                         self.stats.stale_replies += 1
                         continue
                     if f.type == P["ERROR"]:
+                        if f.payload[:1] == bytes([_NO_INPUT]):
+                            self.pending = frames[k + 1:]
+                            raise InputLost()
                         self.stats.device_errors += 1
                         got_error = True
+                        self.pending = []
                         break
                     if f.type == P[reply]:
                         self.stats.round_trip_s.append(time.perf_counter() - t0)
+                        self.pending = frames[k + 1:]
                         return f
             if not got_error:
                 self.stats.timeouts += 1
             # Resynchronise the device: zeros (never a start marker) complete any partial frame it
             # holds, which then fails its CRC and leaves the parser hunting for the next marker.
-            self.port.write(b"\0" * self.flush_bytes)
+            self._io("write", self.port.write, b"\0" * self.flush_bytes)
             time.sleep(0.05)
-            self.port.reset_input_buffer()
+            self._io("flush", self.port.reset_input_buffer)
+            self.stats.bytes_skipped += self.dec.skipped
             self.dec = protocol.Decoder()
         raise TransportError(f"{msg}: no valid reply after {self.retries + 1} attempts")
 
-    def info(self) -> protocol.DeviceInfo:
-        return protocol.DeviceInfo.parse(self.request("INFO", b"", "INFO_OK").payload)
+    # -- recovery ---------------------------------------------------------------------------------------
+    def _accept(self, info: protocol.DeviceInfo) -> protocol.DeviceInfo:
+        """Check what the device says it runs; the first INFO fixes the sizes for the whole run."""
+        first = self.device_info is None
+        if (self.expected_hash is not None and info.model_hash != self.expected_hash and self.model_name
+                and self.model_name in info.models and info.model != self.model_name):
+            info = self._select(self.model_name)
+        if self.expected_hash is not None and info.model_hash != self.expected_hash:
+            where = "runs" if first else "came back from a reset with"
+            held = f" (it holds {', '.join(info.models)})" if len(info.models) > 1 else ""
+            raise WrongModel(f"the device {where} model {info.model_hash[:16]}{held}, expected "
+                             f"{self.expected_hash[:16]}")
+        if not first and self.device_info is not None and (info.input_size, info.output_size, info.layers) != (
+                self.device_info.input_size, self.device_info.output_size, self.device_info.layers):
+            raise WrongModel("the device came back from a reset with other input/output sizes")
+        self.device_info = info
+        self.flush_bytes = max(info.input_size, 16) + 16
+        return info
 
-    def infer(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
-        f = self.request("INFER", np.ascontiguousarray(x, np.int8).tobytes(), "INFER_OK")
+    def _select(self, name: str) -> protocol.DeviceInfo:
+        """SELECT a model of a firmware that holds several; a READY meanwhile is recovered as anywhere."""
+        f = self._call(lambda: self.request("SELECT", name.encode(), "INFO_OK"))
+        try:
+            return protocol.DeviceInfo.parse(f.payload)
+        except ValueError as exc:
+            raise TransportError(f"malformed INFO reply to SELECT ({exc})") from None
+
+    def _info_once(self) -> protocol.DeviceInfo:
+        try:
+            f = self.request("INFO", b"", "INFO_OK")
+        except InputLost:
+            raise TransportError("the device answered INFO with ERROR NO_INPUT") from None
+        try:
+            return protocol.DeviceInfo.parse(f.payload)
+        except ValueError as exc:
+            raise TransportError(f"malformed INFO reply ({exc})") from None
+
+    def _recover(self) -> None:
+        """After a READY or a lost input: read INFO again (through further READYs) and check it."""
+        self.has_input = False
+        while True:
+            self.resets_in_row += 1
+            if self.resets_in_row > self.max_resets_in_row:
+                raise TooManyResets(f"the device reset {self.resets_in_row} times in a row with no request "
+                                    "completed in between; check its power, reset line and firmware")
+            try:
+                self._accept(self._info_once())
+                return
+            except DeviceReset:
+                continue
+
+    def _call(self, op: Any) -> Any:
+        """Run op (one or more requests) to completion through resets: the same request again."""
+        while True:
+            try:
+                out = op()
+            except DeviceReset:
+                self._recover()
+                continue
+            except InputLost:
+                self.stats.input_lost += 1
+                self._recover()
+                continue
+            self.resets_in_row = 0
+            return out
+
+    def _restore_input(self) -> None:
+        """TIME and LAYERS run on the device's last input, which a reset erased: send it again."""
+        if not self.has_input and self.last_input is not None:
+            self._infer_once(self.last_input)
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def info(self) -> protocol.DeviceInfo:
+        """First contact (or a fresh look): INFO, through the READY of a board that is booting."""
+        try:
+            info = self._accept(self._info_once())
+        except DeviceReset:
+            self._recover()
+            assert self.device_info is not None
+            info = self.device_info
+        self.resets_in_row = 0
+        return info
+
+    def _infer_once(self, data: bytes) -> tuple[np.ndarray, int, int]:
+        f = self.request("INFER", data, "INFER_OK")
+        n_out = self.device_info.output_size if self.device_info else len(f.payload) - 8
+        if len(f.payload) != 8 + n_out:
+            raise TransportError(f"INFER_OK of {len(f.payload)} bytes, expected {8 + n_out}")
+        self.last_input, self.has_input = data, True
         cycles, ticks = struct.unpack_from("<II", f.payload, 0)
         return np.frombuffer(f.payload[8:], np.int8).copy(), cycles, ticks
 
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
+        data = np.ascontiguousarray(x, np.int8).tobytes()
+        result: tuple[np.ndarray, int, int] = self._call(lambda: self._infer_once(data))
+        return result
+
     def time_run(self, k: int) -> dict[str, int]:
-        f = self.request("TIME", struct.pack("<H", k), "TIME_OK", timeout=self.timeout + 0.5 * k)
+        def op() -> protocol.Frame:
+            self._restore_input()
+            return self.request("TIME", struct.pack("<H", k), "TIME_OK", timeout=self.timeout + 0.5 * k)
+
+        f = self._call(op)
+        if len(f.payload) != 20:
+            raise TransportError(f"TIME_OK of {len(f.payload)} bytes, expected 20")
         kk, cyc, ticks, tmin, tmax = struct.unpack_from("<IIIII", f.payload, 0)
+        if kk != k:
+            raise TransportError(f"TIME_OK for {kk} inferences, asked {k}")
         return {"k": kk, "cycles": cyc, "ticks": ticks, "min_ticks": tmin, "max_ticks": tmax}
 
-    def layers(self) -> list[tuple[int, int]]:
-        f = self.request("LAYERS", b"", "LAYERS_OK")
-        return [struct.unpack_from("<II", f.payload, 8 * i) for i in range(len(f.payload) // 8)]
+    def layers(self, n_layers: int | None = None) -> list[tuple[int, int]]:
+        """Every layer's (cycles, ticks), in as many LAYERS requests as the device's reply buffer
+        needs (each one profiled inference, answering from layer ``first`` on)."""
+        total = n_layers if n_layers is not None else (self.device_info.layers if self.device_info else 0)
+        rows: list[tuple[int, int]] = []
+        while len(rows) < total:
+            first = len(rows)
+
+            def op(first: int = first) -> protocol.Frame:
+                self._restore_input()
+                return self.request("LAYERS", struct.pack("<H", first), "LAYERS_OK")
+
+            p = self._call(op).payload
+            got = len(p) // 8
+            if len(p) % 8 or got == 0 or first + got > total:
+                raise TransportError(f"LAYERS_OK of {len(p)} bytes from layer {first} of {total}")
+            rows += [struct.unpack_from("<II", p, 8 * i) for i in range(got)]
+        return rows
 
 
 def _free_port() -> int:
@@ -197,8 +389,10 @@ def machine() -> dict[str, Any]:
 
 def run_bench(*, board: str | None, port: str | None, model: str, dataset: str | None, data: str | None,
               labels: str | None, samples: int, layers: bool, progress: Any = None,
-              device_timeout: float = 5.0, via: Any = None, kernels: str = "auto") -> dict[str, Any]:
-    """Build (for an emulated board), connect, stream inputs, and return the report."""
+              device_timeout: float = 5.0, via: Any = None, kernels: str = "auto",
+              calib: str | None = None) -> dict[str, Any]:
+    """Build (for an emulated board), connect, stream inputs, and return the report. ``calib`` quantizes a
+    .keras or .onnx model as `compile --calib` does (the firmware on a --port must come from the same)."""
     from lwcnn_mcu import builder, compiler, hostrun, reference
     from lwcnn_mcu import verify as ver
 
@@ -212,10 +406,10 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix=f"lwcnn-bench-{bo.name}-"))
-        built = builder.build(bo.name, model, tmp / "fw", dataset=dataset, kernels=kernels)
+        built = builder.build(bo.name, model, tmp / "fw", dataset=dataset, calib=calib, kernels=kernels)
         c = built.compiled
     else:
-        c = compiler.compile_model(model, dataset=dataset)
+        c = compiler.compile_model(model, dataset=dataset, calib=calib)
     in_shape = tuple(c.graph.input.shape[1:])
     td = ver.load_test_data(model, dataset, data, labels, samples, in_shape)
     if td.x is None:
@@ -226,45 +420,56 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
     host_out = hostrun.build_host(c.gen.files).run(xq)
 
     emu = Emulated(bo, built.elf) if emulated else None
+    link = None
+    n = len(xq)
+    outs = np.zeros_like(host_out)
+    cyc = np.zeros(n, np.int64)
+    ticks = np.zeros(n, np.int64)
+    done, timing, prof, stop = 0, None, None, None
     try:
         url = emu.url if emu else str(port)
         link = open_port(via(url) if via else url, retries=50 if url.startswith("socket://") else 1)
-        dev = Device(link, timeout=device_timeout)
-        info = dev.wait_ready(60.0 if emulated else 10.0) if emulated else dev.info()
-        dev.flush_bytes = max(info.input_size, 16) + 16
-        if info.model_hash != c.graph.model_hash:
-            raise LwcnnError(f"the device runs model {info.model_hash[:16]}, expected {c.graph.model_hash[:16]} "
-                             f"({c.source}); build and flash this model first")
-        outs = np.zeros_like(host_out)
-        cyc = np.zeros(len(xq), np.int64)
-        ticks = np.zeros(len(xq), np.int64)
-        i = 0
-        while i < len(xq):
-            try:
-                o, cy, tk = dev.infer(xq[i])
-            except DeviceReset as r:
-                if dev.stats.resets > 3:
-                    raise LwcnnError(f"the device reset {dev.stats.resets} times during the run; stopped at "
-                                     f"input {i}") from None
-                if r.info.model_hash != c.graph.model_hash:
-                    raise LwcnnError("the device came back from a reset with another model; stopped") from None
-                continue  # resume with the same input
-            except TransportError as exc:
-                raise LwcnnError(f"serial link failed at input {i}: {exc}") from None
-            outs[i], cyc[i], ticks[i] = o, cy, tk
-            i += 1
-            if progress is not None:
-                progress(i, len(xq))
-        timing = dev.time_run(10)
-        prof = dev.layers() if layers else None
+        dev = Device(link, timeout=device_timeout, expected_hash=c.graph.model_hash, model_name=c.gen.name)
+        try:  # first contact: nothing measured yet, so a failure here is a plain error
+            info = dev.wait_ready(60.0) if emulated else dev.info()
+        except WrongModel as exc:
+            raise LwcnnError(f"{exc} ({c.source}); build and flash this model first") from None
+        except TransportError as exc:
+            raise LwcnnError(f"cannot talk to the device on {url}: {exc}") from None
+        if (info.input_size, info.output_size) != (xq.shape[1], host_out.shape[1]):
+            raise LwcnnError(f"the device's model takes {info.input_size} bytes and gives {info.output_size}, "
+                             f"expected {xq.shape[1]} and {host_out.shape[1]}; build and flash this model first")
+        stage = "input 0"
+        try:
+            while done < n:
+                stage = f"input {done}"
+                outs[done], cyc[done], ticks[done] = dev.infer(xq[done])  # the same input again after a reset
+                done += 1
+                if progress is not None:
+                    progress(done, n)
+            stage = "the TIME run"
+            timing = dev.time_run(10)
+            if layers:
+                stage = "the LAYERS profile"
+                prof = dev.layers(len(c.graph.ops))
+        except (TransportError, WrongModel) as exc:
+            stop = f"stopped at {stage} ({done} of {n} inputs done): {exc}"
     finally:
+        if link is not None:
+            try:
+                link.close()
+            except OSError:
+                pass
         if emu is not None:
             emu.close()
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
 
-    agree = np.all(outs == host_out, axis=1)
+    st = dev.stats
+    outs, host_done, cyc, ticks = outs[:done], host_out[:done], cyc[:done], ticks[:done]
+    y = td.y[:done] if td.y is not None else None
+    agree = np.all(outs == host_done, axis=1)
     r: dict[str, Any] = {
         "tool": f"lwcnn-mcu {__version__}",
         "board": bo.name if emulated else (board or info.board),
@@ -274,54 +479,85 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         "model": str(c.source),
         "model_sha256": c.graph.model_hash,
         "data": td.source,
-        "samples": int(len(xq)),
-        "accuracy": float(np.mean(np.argmax(outs, 1) == td.y)) if td.y is not None else None,
-        "host_accuracy": float(np.mean(np.argmax(host_out, 1) == td.y)) if td.y is not None else None,
+        "samples": int(done),
+        "accuracy": float(np.mean(np.argmax(outs, 1) == y)) if y is not None and done else None,
+        "host_accuracy": float(np.mean(np.argmax(host_done, 1) == y)) if y is not None and done else None,
         "agree_with_host": int(agree.sum()),
-        "transport_errors": dev.stats.transport_errors,
-        "transport": {"crc_errors": dev.stats.crc_errors, "timeouts": dev.stats.timeouts,
-                      "device_errors": dev.stats.device_errors, "retries": dev.stats.retries,
-                      "stale_replies": dev.stats.stale_replies, "device_resets": dev.stats.resets,
-                      "bytes_skipped": dev.dec.skipped},
-        "host_round_trip_ms": {k: v * 1000 for k, v in _stats(dev.stats.round_trip_s).items()},
+        "transport_errors": st.transport_errors,
+        "transport": {"crc_errors": st.crc_errors, "timeouts": st.timeouts, "device_errors": st.device_errors,
+                      "retries": st.retries, "stale_replies": st.stale_replies, "device_resets": st.resets,
+                      "boot_ready": st.boot_ready, "input_lost": st.input_lost,
+                      "bytes_skipped": st.bytes_skipped + dev.dec.skipped},
+        "host_round_trip_ms": {k: v * 1000 for k, v in _stats(st.round_trip_s).items()} if st.round_trip_s else None,
         "params": c.report["params"], "macs": c.report["macs"],
         "weights_bytes": c.report["weights_bytes"], "arena_bytes": c.report["arena_bytes"],
     }
-    if emulated:
-        instr = np.array([emulator.ticks_to_instructions(bo, int(t)) for t in ticks])
-        r["instructions"] = _stats(instr)
-        r["instructions_per_mac"] = r["instructions"]["median"] / max(1, c.report["macs"])
-        r["timing_run"] = {"inferences": timing["k"],
-                           "instructions_mean": emulator.ticks_to_instructions(bo, timing["ticks"]) / timing["k"]}
+    if stop is not None:
+        r["samples_requested"] = int(n)
+        r["stopped"] = stop
+    # Counts: instructions when an emulator ran the image (started here, or behind --port: a device of
+    # an emulated board, or whose DWT counted nothing, as QEMU has none), else the device's cycles.
+    dev_bo = bo if emulated else boards.BOARDS.get(boards.ALIASES.get(info.board, info.board))
+    icount = dev_bo is not None and dev_bo.qemu_machine is not None and (
+        emulated or info.counter == "systick" or (done > 0 and not cyc.any()))
+    r["unit"] = "instructions" if icount else "cycles"
+    if icount:
+        assert dev_bo is not None
+        instr = np.array([emulator.ticks_to_instructions(dev_bo, int(t)) for t in ticks])
+        r["instructions"] = _stats(instr) if done else None
+        r["instructions_per_mac"] = r["instructions"]["median"] / max(1, c.report["macs"]) if done else None
+        r["timing_run"] = None if timing is None else {
+            "inferences": timing["k"],
+            "instructions_mean": emulator.ticks_to_instructions(dev_bo, timing["ticks"]) / max(1, timing["k"])}
         r["note"] = "emulated board: QEMU -icount shift=0 instruction counts (not cycles, not time)"
+        if not emulated:
+            r["clock_hz"] = info.clock_hz
         per_inf = instr
     else:
         counts = cyc if info.counter == "dwt" and cyc.any() else ticks
-        r["clock_hz"] = info.clock_hz
-        r["cycles"] = _stats(counts)
-        r["latency_ms"] = {k: v / info.clock_hz * 1000 for k, v in r["cycles"].items()}
-        total = timing["cycles"] or timing["ticks"]
-        r["timing_run"] = {"inferences": timing["k"], "cycles_mean": total / timing["k"]}
+        r["clock_hz"] = info.clock_hz  # read back from the RCC by the firmware, not the number it meant to set
+        r["clock_fallback"] = info.clock_fallback
+        clock_warn = boards.clock_warning(info.board, info.clock_hz, info.clock_fallback, info.clock_failed_step)
+        if clock_warn:
+            r.setdefault("warnings", []).append(clock_warn)
+        r["cycles"] = _stats(counts) if done else None
+        r["latency_ms"] = {k: v / info.clock_hz * 1000 for k, v in r["cycles"].items()} \
+            if done and info.clock_hz else None
+        total = 0 if timing is None else timing["cycles"] or timing["ticks"]
+        r["timing_run"] = None if timing is None else {"inferences": timing["k"],
+                                                       "cycles_mean": total / max(1, timing["k"])}
         per_inf = counts
     r["per_inference"] = [int(v) for v in per_inf]
     if prof is not None:
         rows = []
         for k, (pc, pt) in enumerate(prof):
             op = c.graph.ops[k]
-            val = emulator.ticks_to_instructions(bo, pt) if emulated else (pc or pt)
+            val = emulator.ticks_to_instructions(dev_bo, pt) if icount and dev_bo is not None else (pc or pt)
             rows.append({"layer": k, "name": op.name, "op": op.opcode, "macs": op.macs(c.graph),
-                         ("instructions" if emulated else "cycles"): int(val)})
+                         r["unit"]: int(val)})
         r["layers"] = rows
     r["machine"] = machine()
     r["commit"] = _git_commit()
     r["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if not agree.all():
         r["first_mismatch"] = int(np.argmin(agree))
+    if stop is not None:
+        raise BenchStopped(stop, r)
     return r
 
 
-def save_result(r: dict[str, Any], root: Path = Path("benchmarks/results")) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
+def results_dir() -> Path:
+    """Where `bench` saves its JSON: $LWCNN_RESULTS, else ./lwcnn-results (never inside the package)."""
+    return Path(os.environ.get("LWCNN_RESULTS") or "lwcnn-results")
+
+
+def save_result(r: dict[str, Any], root: Path | None = None) -> Path:
+    root = root or results_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LwcnnError(f"cannot create the results folder {root} ({exc.strerror}); give --results DIR "
+                         "or --no-save") from None
     name = f"bench-{r['board']}-{Path(r['model']).stem}-{r['date'].replace(':', '')}.json"
     p = root / name
     p.write_text(json.dumps({k: v for k, v in r.items() if k != "per_inference"}, indent=2) + "\n")
@@ -334,7 +570,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    unit = "instructions" if r["emulated"] else "cycles"
+    unit = r.get("unit") or ("instructions" if r["emulated"] else "cycles")
     v = np.asarray(r["per_inference"])
     n_ax = 3 if r.get("layers") else 2
     fig, ax = plt.subplots(1, n_ax, figsize=(5 * n_ax, 4))

@@ -1,7 +1,8 @@
-"""The ``lwcnn-mcu`` command line (contract: shared/DESIGN.md).
+"""The ``lwcnn-mcu`` command line (contract: docs/design.md).
 
-Exit codes: 0 success, 1 a comparison or benchmark found a mismatch, 2 bad input or usage (one
-message on stderr; ``--debug`` shows the traceback). With ``--json`` stdout carries exactly one
+Exit codes: 0 success, 1 a comparison or benchmark found a mismatch, 2 bad input or usage, or a
+benchmark the serial link stopped (one message on stderr; ``--debug`` shows the traceback), 3 an
+internal error: a bug, never a transport condition. With ``--json`` stdout carries exactly one
 JSON object and everything else goes to stderr.
 """
 
@@ -29,7 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err = Console(stderr=True)
 
 ModelArg = Annotated[str, typer.Argument(
-    help="a .keras or int8 .tflite file, or a shipped model name (lwcnn-mcu models)")]
+    help="a .keras, int8 .tflite or .onnx (NCHW) file, or a shipped model name (lwcnn-mcu models)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, everything else on stderr")]
 
 
@@ -66,7 +67,11 @@ def compile_cmd(model: ModelArg,
                                                          help="output folder (default: ./<model>_c)")] = None,
                 dataset: Annotated[str | None, typer.Option(
                     help="calibrate a .keras model with this dataset's training images")] = None,
-                calib: Annotated[str | None, typer.Option(help="calibration inputs X.npy, float32 (N,H,W,C)")] = None,
+                calib: Annotated[str | None, typer.Option(
+                    help="calibration inputs X.npy, float32 (N,H,W,C); (N,C,H,W) for .onnx")] = None,
+                name: Annotated[str | None, typer.Option(
+                    help="C prefix of every generated file, function and macro (NAME_model.h, NAME_invoke, "
+                         "NAME_ARENA_BYTES); default: the model's name as a C identifier")] = None,
                 as_json: JsonOpt = False) -> None:
     """Quantize (for .keras), plan memory and emit C into a folder, with report.json and model.tflite."""
     from lwcnn_mcu import compiler, util
@@ -77,7 +82,7 @@ def compile_cmd(model: ModelArg,
     target = out or Path(f"{Path(model).stem}_c")
     util.check_writable_dir(target)
     with console.status("compiling...", spinner="dots"):
-        c = compiler.compile_model(model, dataset=dataset, calib=calib)
+        c = compiler.compile_model(model, dataset=dataset, calib=calib, name=name)
         util.write_dir_atomically(target, c.files())
     r = dict(c.report, out_dir=str(target))
     if as_json:
@@ -101,9 +106,11 @@ def compile_cmd(model: ModelArg,
 @app.command()
 def verify(model: ModelArg,
            dataset: Annotated[str | None, typer.Option(help="test on this dataset's test images (and labels)")] = None,
-           data: Annotated[str | None, typer.Option(help="test inputs X.npy, float32 (N,H,W,C)")] = None,
+           data: Annotated[str | None, typer.Option(
+               help="test inputs X.npy, float32 (N,H,W,C); (N,C,H,W) for .onnx")] = None,
            labels: Annotated[str | None, typer.Option(help="labels Y.npy for --data")] = None,
-           calib: Annotated[str | None, typer.Option(help="calibration inputs for a .keras model")] = None,
+           calib: Annotated[str | None, typer.Option(
+               help="calibration inputs for a .keras or .onnx model (NCHW for .onnx)")] = None,
            samples: Annotated[int, typer.Option(help="how many inputs to compare")] = 1000,
            as_json: JsonOpt = False) -> None:
     """Build the generated C on the host and compare it with TFLite Micro, LiteRT and Keras."""
@@ -130,9 +137,11 @@ def verify(model: ModelArg,
         t.add_row("C == TFLite Micro (every byte)",
                   f"{r['c_vs_tflm_bitexact']}/{n}  max |diff| {r['c_vs_tflm_max_abs_diff']}")
         t.add_row("C == LiteRT reference kernels", f"{r['c_vs_litert_bitexact']}/{n}")
-        agree = r["c_vs_keras_argmax_agree"]
-        t.add_row("C argmax == Keras float argmax", "-" if agree is None else f"{agree}/{n}")
-        for key in ("c_accuracy", "tflm_accuracy", "keras_accuracy"):
+        agree, float_model = r["c_vs_keras_argmax_agree"], "Keras"
+        if r["c_vs_onnx_argmax_agree"] is not None:  # an .onnx model: its float reference is onnxruntime
+            agree, float_model = r["c_vs_onnx_argmax_agree"], "ONNX (onnxruntime)"
+        t.add_row(f"C argmax == {float_model} float argmax", "-" if agree is None else f"{agree}/{n}")
+        for key in ("c_accuracy", "tflm_accuracy", "onnx_accuracy" if r["onnx"] else "keras_accuracy"):
             t.add_row(key.replace("_", " "), _fmt(r[key]))
         t.add_row("params / MACs", f"{r['params']:,} / {r['macs']:,}")
         t.add_row("weights / arena bytes", f"{r['weights_bytes']:,} / {r['arena_bytes']:,}")
@@ -190,13 +199,17 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           schedule: Annotated[str | None, typer.Option(
               help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
           arch: Annotated[str | None, typer.Option(
-              help=f"architecture: {', '.join(ARCHS)} (default per dataset)")] = None,
+              help=f"architecture: {', '.join(ARCHS)}, or written out as c16k5-p-d24-p-flat "
+                   "(default per dataset)")] = None,
+          recipe: Annotated[str, typer.Option(
+              help="default (= shipped: the recipe of the shipped model) or fast (mnist: 15 epochs at "
+                   "batch 512, accuracy not yet confirmed)")] = "default",
           as_json: JsonOpt = False) -> None:
     """Two-stage training: dual-input-output model, then progressive unfreezing."""
     from lwcnn_mcu import training
 
     card = training.train(dataset, out=out, seed=seed, quick=quick, unify=unify, epochs=epochs,
-                          schedule=schedule, arch=arch, console=_out(as_json))
+                          schedule=schedule, arch=arch, recipe=recipe, console=_out(as_json))
     if as_json:
         _emit_json(card)
 
@@ -212,8 +225,11 @@ def boards(as_json: JsonOpt = False) -> None:
     from lwcnn_mcu import boards as b
 
     rows = [{"name": x.name, "aliases": [a for a, t in b.ALIASES.items() if t == x.name], "mcu": x.mcu,
-             "core": x.core, "clock_hz": x.clock_hz, "flash_bytes": x.flash_bytes, "ram_bytes": x.ram_bytes,
-             "uart": x.uart_name, "emulator": x.qemu_machine, "runs_here": x.runs_here, "note": x.note}
+             "core": x.core, "clock_hz": x.clock_hz, "reset_clock_hz": x.reset_clock_hz,
+             "clock_setup": x.clock.summary() if x.clock else None, "counter": x.counter,
+             "emulator_counter_hz": x.emulator_counter_hz, "flash_bytes": x.flash_bytes, "ram_bytes": x.ram_bytes,
+             "uart": x.uart_name, "emulator": x.qemu_machine, "runs_here": x.runs_here,
+             "openocd_target": x.openocd_target, "note": x.note}
             for x in b.BOARDS.values()]
     if as_json:
         _emit_json({"boards": rows, "default": b.DEFAULT_BOARD})
@@ -232,15 +248,22 @@ def boards(as_json: JsonOpt = False) -> None:
     console.print(t)
     for r in rows:
         console.print(f"  {r['name']} ({r['mcu']}): {r['note']}; host link {r['uart']}")
+        if r["clock_setup"]:
+            qemu = "; on QEMU (no RCC model) it runs at the reset clock, counting instructions"
+            console.print(f"    clock: {r['clock_setup']}" + (qemu if r["counter"] == "icount" else ""))
+    console.print("  clock settings and their reference-manual sources: docs/boards.md")
 
 
 @app.command()
 def build(board: BoardOpt = "qemu-m4",
-          model: Annotated[str, typer.Option("--model", help="MODEL (default: the shipped mnist)")] = "mnist",
+          model: Annotated[list[str] | None, typer.Option(
+              "--model", help="MODEL (default: the shipped mnist); repeat for a firmware with several models "
+                              "(the first runs at boot; bench --model selects one)")] = None,
           out: Annotated[Path | None, typer.Option("-o", "--out",
                                                    help="project folder (default build/<board>)")] = None,
           dataset: Annotated[str | None, typer.Option(help="calibration/test dataset for a .keras model")] = None,
-          calib: Annotated[str | None, typer.Option(help="calibration inputs X.npy for a .keras model")] = None,
+          calib: Annotated[str | None, typer.Option(
+              help="calibration inputs X.npy for a .keras or .onnx model (NCHW for .onnx)")] = None,
           builder: Annotated[str, typer.Option(
               help="auto (PlatformIO when its ststm32 platform is installed, else make), make (system "
                    "arm-none-eabi-gcc) or pio")] = "auto",
@@ -251,7 +274,7 @@ def build(board: BoardOpt = "qemu-m4",
 
     console = _out(as_json)
     with console.status(f"building firmware for {board}...", spinner="dots"):
-        b = fw.build(board, model, out, dataset=dataset, calib=calib, builder=builder, kernels=kernels)
+        b = fw.build(board, model or ["mnist"], out, dataset=dataset, calib=calib, builder=builder, kernels=kernels)
     r = b.report()
     if as_json:
         _emit_json(r)
@@ -263,8 +286,9 @@ def build(board: BoardOpt = "qemu-m4",
         used, limit = r[f"{mem}_bytes"], r[f"{mem}_limit"]
         t.add_row(mem if mem == "flash" else "RAM", f"{used:,} B", f"{limit:,} B", f"{100 * used / limit:.1f}%")
     console.print(t)
-    console.print(f"model weights {r['weights_bytes']:,} B, arena {r['arena_bytes']:,} B; project in {b.project}/ "
-                  f"(platformio.ini for `pio run`, build.sh for the system toolchain)")
+    for m in r["models"]:
+        console.print(f"model {m['name']}: weights {m['weights_bytes']:,} B, arena {m['arena_bytes']:,} B")
+    console.print(f"project in {b.project}/ (platformio.ini for `pio run`, build.sh for the system toolchain)")
 
 
 @app.command()
@@ -316,13 +340,15 @@ def flash(board: BoardOpt = "qemu-m4",
           port: Annotated[str | None, typer.Option(help="serial port of a real board")] = None,
           out: Annotated[Path | None, typer.Option("-o", "--out",
                                                    help="project folder (default build/<board>)")] = None,
-          tcp_port: Annotated[int, typer.Option(help="local TCP port for an emulated board's UART")] = 4555) -> None:
+          tcp_port: Annotated[int, typer.Option(help="local TCP port for an emulated board's UART")] = 4555,
+          emulate: Annotated[bool, typer.Option(
+              "--emulate", help="run a real board's image on QEMU (nucleo: netduinoplus2)")] = False) -> None:
     """Upload the built firmware to the board, or start the emulated board with its UART on a TCP port."""
     from lwcnn_mcu import boards as bd
     from lwcnn_mcu import flashing
 
     flashing.flash(bd.get(board), out or Path("build") / bd.get(board).name, port=port, tcp_port=tcp_port,
-                   console=err)
+                   console=err, emulate=emulate)
 
 
 @app.command()
@@ -332,15 +358,24 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
               help="serial port of a flashed board (/dev/ttyACM0, socket://...)")] = None,
           model: Annotated[str, typer.Option("--model", help="MODEL (default: the shipped mnist)")] = "mnist",
           dataset: Annotated[str | None, typer.Option(help="test images and labels from this dataset")] = None,
-          data: Annotated[str | None, typer.Option(help="test inputs X.npy, float32 (N,H,W,C)")] = None,
+          data: Annotated[str | None, typer.Option(
+              help="test inputs X.npy, float32 (N,H,W,C); (N,C,H,W) for .onnx")] = None,
           labels: Annotated[str | None, typer.Option(help="labels Y.npy for --data")] = None,
+          calib: Annotated[str | None, typer.Option(
+              help="calibration inputs X.npy for a .keras or .onnx model (NCHW for .onnx)")] = None,
           samples: Annotated[int, typer.Option(help="how many inputs to run on the device")] = 100,
           layers: Annotated[bool, typer.Option("--layers", help="also time every layer on the device")] = False,
           plot: Annotated[Path | None, typer.Option(help="write a PNG: latency histogram, trace, layers")] = None,
-          save: Annotated[bool, typer.Option(help="append the result to benchmarks/results/")] = True,
+          save: Annotated[bool, typer.Option(help="save the result as JSON in the results folder")] = True,
+          results: Annotated[Path | None, typer.Option(
+              help="results folder (default: $LWCNN_RESULTS, else ./lwcnn-results)")] = None,
           kernels: KernelsOpt = "auto",
+          timeout: Annotated[float, typer.Option(help="seconds to wait for each reply before a retry")] = 5.0,
           as_json: JsonOpt = False) -> None:
-    """Latency and on-target accuracy over the serial port, every output checked against the host C."""
+    """Latency and on-target accuracy over the serial port, every output checked against the host C.
+
+    A run the link stops (too many resets in a row, no valid reply after the retries) still reports
+    what it measured, then exits 2 (1 when a recorded output differs from the host C)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lwcnn_mcu import bench as b
@@ -349,27 +384,41 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
         raise LwcnnError("give either --dataset or --data, not both")
     if samples < 1:
         raise LwcnnError(f"--samples must be at least 1 (got {samples})")
+    if not timeout > 0:
+        raise LwcnnError(f"--timeout must be positive (got {timeout})")
+    stopped: LwcnnError | None = None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as prog:
         task = prog.add_task("building and connecting", total=samples)
-        r = b.run_bench(board=board, port=port, model=model, dataset=dataset, data=data, labels=labels,
-                        samples=samples, layers=layers, kernels=kernels,
-                        progress=lambda i, n: prog.update(task, completed=i, description="inferences on the device"))
+        try:
+            r = b.run_bench(board=board, port=port, model=model, dataset=dataset, data=data, labels=labels,
+                            calib=calib, samples=samples, layers=layers, kernels=kernels, device_timeout=timeout,
+                            progress=lambda i, n: prog.update(task, completed=i,
+                                                              description="inferences on the device"))
+        except b.BenchStopped as exc:
+            r, stopped = exc.report, exc
     if save:
-        r["saved_to"] = str(b.save_result(r))
-    if plot:
+        r["saved_to"] = str(b.save_result(r, results or b.results_dir()))
+    if plot and r["samples"]:
         b.plot(r, plot)
     out = {k: v for k, v in r.items() if k != "per_inference"}
     if as_json:
         _emit_json(out)
     else:
         _print_bench(r)
+    for w in r.get("warnings", []):  # e.g. the device is not at its rated clock
+        err.print(f"lwcnn-mcu: warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    if stopped is not None:
+        if r["agree_with_host"] != r["samples"]:
+            err.print(f"lwcnn-mcu: error: {stopped.message}", markup=False, highlight=False, soft_wrap=True)
+            raise MismatchError()
+        raise stopped
     b.check(r)
 
 
 def _print_bench(r: dict[str, Any]) -> None:
     console = Console()
-    unit = "instructions" if r["emulated"] else "cycles"
+    unit = r.get("unit") or ("instructions" if r["emulated"] else "cycles")
     t = Table(title=f"bench {Path(r['model']).name} on {r['board']} ({r['samples']} inputs, {r['data']})")
     t.add_column("measure")
     t.add_column("value", justify="right")
@@ -377,14 +426,20 @@ def _print_bench(r: dict[str, Any]) -> None:
     t.add_row("on-target accuracy", _fmt(r["accuracy"]))
     t.add_row("host C accuracy", _fmt(r["host_accuracy"]))
     for k in ("min", "median", "p99", "max"):
-        ms = f"  ({r['latency_ms'][k]:.2f} ms)" if "latency_ms" in r else ""
+        if r[unit] is None:  # a run stopped before its first output
+            break
+        ms = f"  ({r['latency_ms'][k]:.2f} ms)" if r.get("latency_ms") else ""
         t.add_row(f"{unit} {k}", f"{r[unit][k]:,.0f}{ms}")
-    if r["emulated"]:
+    if unit == "instructions" and r["instructions_per_mac"] is not None:
         t.add_row("instructions per MAC", f"{r['instructions_per_mac']:.2f}")
-    t.add_row("host round trip median", f"{r['host_round_trip_ms']['median']:.1f} ms")
+    if r["host_round_trip_ms"]:
+        t.add_row("host round trip median", f"{r['host_round_trip_ms']['median']:.1f} ms")
     tr = r["transport"]
     t.add_row("transport errors / retries", f"{r['transport_errors']} / {tr['retries']} (crc {tr['crc_errors']}, "
-              f"timeouts {tr['timeouts']}, device errors {tr['device_errors']}, resets {tr['device_resets']})")
+              f"timeouts {tr['timeouts']}, device errors {tr['device_errors']}, resets {tr['device_resets']}, "
+              f"lost inputs {tr['input_lost']})")
+    if r.get("stopped"):
+        t.add_row("[red]stopped[/red]", f"{r['samples']} of {r['samples_requested']} inputs done")
     console.print(t)
     if r.get("layers"):
         lt = Table(title="where the time goes", show_edge=False)
@@ -398,10 +453,43 @@ def _print_bench(r: dict[str, Any]) -> None:
             lt.add_row(str(x["layer"]), name, x["op"].replace("_2D", ""), f"{x['macs']:,}", f"{x[unit]:,}",
                        f"{100 * share:.1f}%", "█" * int(round(12 * share)))
         console.print(lt)
-    if r["emulated"]:
+    if unit == "instructions":
         console.print("[dim]emulated board: counts are QEMU instructions (-icount shift=0), not cycles or time[/dim]")
     if r.get("saved_to"):
         console.print(f"[dim]saved {r['saved_to']}[/dim]")
+
+
+@app.command()
+def search(dataset: Annotated[str | None, typer.Option(help="mnist, fashion_mnist or cifar10")] = None,
+           board: Annotated[str, typer.Option("--board", help="the board every model must fit")] = "qemu-m4",
+           max_params: Annotated[int | None, typer.Option(help="Keras parameters at most")] = None,
+           max_arena: Annotated[int | None, typer.Option(help="arena bytes (RAM) at most")] = None,
+           max_flash: Annotated[int | None, typer.Option(help="firmware flash bytes on the board at most")] = None,
+           max_instructions: Annotated[int | None, typer.Option(
+               help="instructions per inference on the emulated Cortex-M4 at most")] = None,
+           trials: Annotated[int | None, typer.Option(help="trials to add to the study")] = None,
+           epochs: Annotated[int, typer.Option(help="stage-1 epochs per trial")] = 2,
+           train_images: Annotated[int, typer.Option(
+               help="a trial trains on the first N training images (0: all)")] = 20000,
+           quick: Annotated[bool, typer.Option(help="data subset, small models, one epoch (for tests)")] = False,
+           study: Annotated[str | None, typer.Option(help="study name (default: DATASET-BOARD)")] = None,
+           storage: Annotated[str | None, typer.Option(
+               help="Optuna storage: sqlite:///F.db (default OUT/search.db), postgresql://..., F.log, dask")] = None,
+           scheduler: Annotated[str | None, typer.Option(help="an existing Dask scheduler, tcp://HOST:8786")] = None,
+           workers: Annotated[int | None, typer.Option(help="local Dask workers (default: one per core)")] = None,
+           out: Annotated[Path, typer.Option("-o", "--out", help="folder for the storage, models and plot")] = Path(
+               "search"),
+           show: Annotated[str | None, typer.Option("--show", help="report a study without running trials")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Hardware-aware model search (Optuna on Dask): accuracy against instructions and arena, within budgets."""
+    from lwcnn_mcu import search as s
+
+    r = s.cli(dataset=dataset, board=board, budgets=s.Budgets(max_params, max_arena, max_flash, max_instructions),
+              trials=trials, epochs=epochs, quick=quick, train_images=train_images, study=study, storage=storage,
+              scheduler=scheduler, workers=workers, out_dir=out, show_study=show, as_json=as_json,
+              console=err if as_json else Console())
+    if as_json:
+        _emit_json({k: v for k, v in r.items() if k != "all_feasible"})
 
 
 @app.command()

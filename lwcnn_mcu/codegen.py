@@ -7,7 +7,9 @@ only print them. One template per op kind (``templates/ops/<kind>.c.j2``), Jinja
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import textwrap
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +21,7 @@ import numpy as np
 
 from lwcnn_mcu import __version__, backend, ir
 from lwcnn_mcu.backend import CArray, Kernel
+from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.planner import MemoryPlan
 
 RUNTIME_COMMON = ("lw_common.h", "lw_kernels.h")
@@ -54,6 +57,11 @@ class Generated:
     arrays: list[CArray]
     weights_bytes: int
     kernels: list[str]
+    name: str = "lwcnn"  # the C prefix: NAME_model.h, NAME_invoke, NAME_ARENA_BYTES
+
+    @property
+    def header(self) -> str:
+        return f"{self.name}_model.h"
 
 
 def provenance(g: ir.Graph) -> str:
@@ -101,7 +109,7 @@ def _layer(k: int, op: ir.Op, kern: Kernel, g: ir.Graph, plan: MemoryPlan, env: 
         return layer
     args = dict(kern.args)
     if k in plan.scratch:
-        args["scratch"] = f"(LW_ARENA + {plan.scratch[k]})"
+        args["scratch"] = f"arena + {plan.scratch[k]}"
     elif kern.kind in ("conv", "convpool"):
         args["scratch"] = "NULL"
     x = [args.get(f"in{j}", "") if g.t(i).is_const else plan.expr(i)
@@ -178,33 +186,61 @@ def _plan_table(g: ir.Graph, plan: MemoryPlan, kernels: tuple[Kernel, ...]) -> d
     return {"rows": rows, "widths": [max(len(r[i]) for r in rows) for i in range(5)]}
 
 
-def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan) -> Generated:
+_C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+MAX_NAME = 32  # characters of a C prefix: generated lines stay within COLUMNS
+
+
+def c_name(name: str) -> str:
+    """A model name made a C identifier prefix: lower case, anything else than [a-z0-9_] as '_'."""
+    out = re.sub(r"[^a-z0-9_]", "_", name.lower()).strip("_") or "model"
+    out = out if not out[0].isdigit() else f"m_{out}"
+    return out[:MAX_NAME].rstrip("_")
+
+
+def check_name(name: str) -> str:
+    if not _C_NAME.match(name) or len(name) > MAX_NAME:
+        raise LwcnnError(f"--name '{name}' is not a C identifier of at most {MAX_NAME} characters (letters, digits "
+                         "and '_', not starting with a digit); it prefixes every file, function and macro of the C")
+    return name
+
+
+def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: str = "lwcnn") -> Generated:
+    """Render the C of a model. ``name`` prefixes every file (``name_model.h``), function
+    (``name_invoke``), constant array (``name_w0``) and macro (``NAME_ARENA_BYTES``), so several
+    models link into one program; the kernels (``lw_*``) are shared."""
     env = environment()
     prov = provenance(g)
-    arrays = [a for kern in kernels for a in kern.arrays]
+    pre = f"{check_name(name)}_"
+    arrays = [dataclasses.replace(a, symbol=a.symbol.replace("@", pre)) for kern in kernels for a in kern.arrays]
+    kernels = tuple(dataclasses.replace(kern, args={k: v.replace("@", pre) for k, v in kern.args.items()})
+                    for kern in kernels)
     layers = [_layer(k, op, kern, g, plan, env) for k, (op, kern) in enumerate(zip(g.ops, kernels, strict=True))]
     kinds = list(dict.fromkeys(layer["kind"] for layer in layers if layer["call"]))
     checks = [{"limit": lim, "value": value, "message": f"layer {k}: {why}"}
               for k, kern in enumerate(kernels) for lim, value, why in kern.checks]
     weights_bytes = sum(a.nbytes for a in arrays) + sum(4 * len(layer["fields"]) for layer in layers if layer["call"])
     ctx = {"g": g, "provenance": prov, "arena_bytes": plan.arena_bytes, "in_hwc": g.input.nhwc,
-           "input_scale": c_float(g.input.scale), "output_scale": c_float(g.output.scale)}
+           "input_scale": c_float(g.input.scale), "output_scale": c_float(g.output.scale), "name": name,
+           "NAME": name.upper(), "weights_bytes": weights_bytes, "in_shape": list(g.input.shape),
+           "out_shape": list(g.output.shape)}
     files = {
-        "lwcnn_model.h": env.get_template("lwcnn_model.h.j2").render(**ctx),
-        "lwcnn_model.c": env.get_template("lwcnn_model.c.j2").render(
+        f"{name}_model.h": env.get_template("lwcnn_model.h.j2").render(**ctx),
+        f"{name}_model.c": env.get_template("lwcnn_model.c.j2").render(
             **ctx, layers=layers, checks=checks, plan_table=_plan_table(g, plan, kernels),
             inline_kinds=[k for k in kinds if any(kern.inline for kern in kernels if kern.kind == k)]),
-        "lwcnn_weights.h": env.get_template("lwcnn_weights.h.j2").render(**ctx, arrays=arrays),
-        "lwcnn_weights.c": env.get_template("lwcnn_weights.c.j2").render(
-            **ctx, arrays=arrays, weights_bytes=weights_bytes),
+        f"{name}_weights.h": env.get_template("lwcnn_weights.h.j2").render(**ctx, arrays=arrays),
+        f"{name}_weights.c": env.get_template("lwcnn_weights.c.j2").render(**ctx, arrays=arrays),
         "lw_params.h": env.get_template("lw_params.h.j2").render(
-            provenance=prov, structs=list(backend.FIELDS.items()),
-            limits=[(name, value, why) for name, (value, why) in backend.LIMITS.items()]),
+            provenance=f"/* Generated by lwcnn-mcu {__version__}. Do not edit. */",
+            structs=list(backend.FIELDS.items()),
+            limits=[(n, value, why) for n, (value, why) in backend.LIMITS.items()]),
     }
     rt = templates_dir() / "runtime"
-    for name in RUNTIME_COMMON:
-        files[name] = (rt / name).read_text()
+    for fname in RUNTIME_COMMON:
+        files[fname] = (rt / fname).read_text()
     for kind in kinds:
         files[f"lw_{kind}_s8.c"] = (rt / f"lw_{kind}_s8.c").read_text()
     files = {k: (v if v.endswith("\n") else v + "\n") for k, v in files.items()}
-    return Generated(files, arrays, weights_bytes, kinds)
+    return Generated(files, arrays, weights_bytes, kinds, name)

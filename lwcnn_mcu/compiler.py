@@ -29,6 +29,7 @@ class Compiled:
     tflite: bytes
     keras: Any | None
     report: dict[str, Any]
+    onnx: Any | None = None  # frontend.onnx_model.OnnxInfo of an .onnx model (verify runs it on onnxruntime)
 
     def files(self) -> dict[str, str | bytes]:
         out: dict[str, str | bytes] = dict(self.gen.files)
@@ -52,10 +53,16 @@ def dataset_for(model: str) -> str | None:
 
 
 def compile_model(model: str, *, dataset: str | None = None, calib: str | Path | np.ndarray | None = None,
-                  calib_samples: int = datasets.CALIBRATION_IMAGES, options: backend.Options | None = None) -> Compiled:
+                  calib_samples: int = datasets.CALIBRATION_IMAGES, options: backend.Options | None = None,
+                  name: str | None = None) -> Compiled:
+    """Compile MODEL (a shipped name, .keras, .tflite or .onnx) to C. ``name`` is the C prefix of the generated
+    files and symbols (default: the model's file name made a C identifier)."""
     path = models.resolve(model)
-    keras_obj = None
-    if path.suffix == ".keras":
+    keras_obj = onnx_info = None
+    layers: tuple[str, ...] = ()
+    if path.suffix == ".onnx":
+        buf, onnx_info, layers = _quantize_onnx(path, dataset, calib, calib_samples)
+    elif path.suffix == ".keras":
         keras_obj = keras_model.load_keras(path)
         shape = keras_model.check_model(keras_obj, str(path))
         if calib is not None:
@@ -83,24 +90,55 @@ def compile_model(model: str, *, dataset: str | None = None, calib: str | Path |
         except OSError as exc:
             raise LwcnnError(f"model file {path} cannot be read ({exc.strerror})") from None
     g = tflite.read_tflite(buf, str(path))
-    g = g.replace(name=path.stem, keras_layers=keras_model.layer_names(keras_obj) if keras_obj is not None else ())
-    return compile_graph(path, g, buf, keras_obj, options)
+    g = g.replace(name=path.stem, keras_layers=keras_model.layer_names(keras_obj) if keras_obj is not None else layers)
+    c = compile_graph(path, g, buf, keras_obj, options, codegen.check_name(name) if name else None)
+    if onnx_info is not None:
+        c.onnx = onnx_info
+        c.report["onnx"] = onnx_info.report()
+    return c
+
+
+def _quantize_onnx(path: Path, dataset: str | None, calib: str | Path | np.ndarray | None,
+                   calib_samples: int) -> tuple[bytes, Any, tuple[str, ...]]:
+    """An .onnx model converted (frontend/onnx_model.py) and quantized with ``calib`` (NCHW, the model's own
+    layout) or the training images of ``dataset``; every check runs before the calibration data is used."""
+    from lwcnn_mcu.frontend import onnx_model
+
+    conv = onnx_model.convert(path)
+    shape = list(conv.info.input_shape)
+    if calib is not None:
+        arr = calib if isinstance(calib, np.ndarray) else load_npy(calib, "calibration")
+        x = onnx_model.data_to_c_layout(arr, conv.info.c_shape, str(calib) if not isinstance(calib, np.ndarray)
+                                        else "calibration")
+    elif dataset is not None:
+        datasets.check_name(dataset)
+        if datasets.INPUT_SHAPES[dataset] != conv.info.c_shape:
+            raise LwcnnError(f"{path}: the model's input (N, {', '.join(map(str, shape))}) does not match dataset "
+                             f"'{dataset}' images {list(datasets.INPUT_SHAPES[dataset])} (H, W, C)")
+        x = datasets.calibration_set(dataset, calib_samples)
+    else:
+        raise LwcnnError(f"{path}: an ONNX model is quantized with calibration data: give --calib X.npy (float32, "
+                         f"shaped (N, {', '.join(map(str, shape))}) as the model takes it) or --dataset D")
+    return onnx_model.quantize(conv, x), conv.info, conv.layers
 
 
 def compile_graph(path: Path, g: ir.Graph, buf: bytes, keras_obj: Any | None = None,
-                  options: backend.Options | None = None) -> Compiled:
+                  options: backend.Options | None = None, name: str | None = None) -> Compiled:
     """The pipeline after the frontend: passes, kernels, memory plan, C."""
     g = passes.run_pipeline(g)
     kernels = backend.kernels(g, options)
     plan = planner.plan_memory(g, kernels)
-    gen = codegen.generate(g, kernels, plan)
+    gen = codegen.generate(g, kernels, plan, name or codegen.c_name(g.name))
     return Compiled(path, g, kernels, plan, gen, buf, keras_obj, make_report(path, g, kernels, plan, gen))
 
 
 def recompile(c: Compiled, options: backend.Options) -> Compiled:
     """The same model through the pipeline again with other backend options (the kernels' fast paths)."""
     g = tflite.read_tflite(c.tflite, str(c.source)).replace(name=c.graph.name, keras_layers=c.graph.keras_layers)
-    return compile_graph(c.source, g, c.tflite, c.keras, options)
+    out = compile_graph(c.source, g, c.tflite, c.keras, options, c.gen.name)
+    if c.onnx is not None:
+        out.onnx, out.report["onnx"] = c.onnx, c.report.get("onnx")
+    return out
 
 
 def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], plan: planner.MemoryPlan,
@@ -125,6 +163,7 @@ def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], pl
         "tool": f"lwcnn-mcu {__version__}",
         "model": str(path),
         "model_sha256": g.model_hash,
+        "c_name": gen.name,
         "input_shape": list(g.input.shape),
         "input_scale": g.input.scale,
         "input_zero_point": g.input.zero_point,

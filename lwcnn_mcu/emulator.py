@@ -1,7 +1,8 @@
 """Emulated boards: QEMU command lines and the firmware's self-test run.
 
 ``-icount shift=0`` makes one guest instruction 1 ns of virtual time, so runs are deterministic
-and SysTick counts instructions (ticks x 1e9 / SysTick clock). The host link is the board's UART:
+and SysTick counts instructions (ticks x 1e9 / SysTick clock, the machine's rate in the board
+registry). The host link is the board's UART:
 QEMU's n-th ``-serial`` option is the n-th UART, so the Nucleo image on ``netduinoplus2`` gets
 ``-serial null -serial <host>`` (USART2, the Nucleo's ST-LINK port).
 """
@@ -18,9 +19,6 @@ import numpy as np
 
 from lwcnn_mcu import boards
 from lwcnn_mcu.errors import LwcnnError
-
-#: SysTick clock of each QEMU machine (the core clock QEMU models).
-SYSTICK_HZ = {"mps2-an386": 25_000_000, "netduinoplus2": 168_000_000}
 
 
 def qemu_binary() -> str:
@@ -42,8 +40,11 @@ def command(board: boards.Board, elf: Path, serial: str, semihosting: bool = Tru
 
 
 def ticks_to_instructions(board: boards.Board, ticks: int) -> int:
-    assert board.qemu_machine is not None
-    return int(round(ticks * 1_000_000_000 / SYSTICK_HZ[board.qemu_machine]))
+    """SysTick ticks under QEMU -icount shift=0 as instructions, at the machine's counter rate
+    (boards.QEMU_COUNTER_HZ: QEMU's core clock model, whatever clock the firmware set up)."""
+    hz = board.emulator_counter_hz
+    assert hz is not None, f"{board.name} has no emulator"
+    return int(round(ticks * 1_000_000_000 / hz))
 
 
 @dataclass(frozen=True)

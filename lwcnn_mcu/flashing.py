@@ -13,16 +13,26 @@ from lwcnn_mcu import boards, emulator
 from lwcnn_mcu.errors import LwcnnError
 
 
-def _need_build(project: Path, board: boards.Board) -> Path:
-    elf = project / "firmware.elf"
-    if not elf.is_file():
+def firmware_files(project: Path, board: boards.Board) -> tuple[Path, Path]:
+    """(ELF, BIN) of a built project: where `make` puts them (the project folder) or where PlatformIO
+    does (.pio/build/<board>/); the newer when both are there."""
+    found = [elf for elf in (project / "firmware.elf", project / ".pio" / "build" / board.name / "firmware.elf")
+             if elf.is_file()]
+    if not found:
         raise LwcnnError(f"no firmware in {project}/ ; run first: lwcnn-mcu build --board {board.name} -o {project}")
-    return elf
+    elf = max(found, key=lambda p: p.stat().st_mtime)
+    return elf, elf.with_suffix(".bin")
 
 
-def flash(board: boards.Board, project: Path, *, port: str | None, tcp_port: int, console: Any) -> None:
-    elf = _need_build(project, board)
-    if board.runs_here and board.name.startswith("qemu-") and port is None:
+def flash(board: boards.Board, project: Path, *, port: str | None, tcp_port: int, console: Any,
+          emulate: bool = False) -> None:
+    """emulate: run a real board's image on its QEMU machine (the Nucleo image on netduinoplus2), as
+    the emulated boards always are, instead of uploading it."""
+    if emulate and (not board.runs_here or port is not None):
+        raise LwcnnError(f"--emulate needs a board QEMU runs here and no --port; {board.name} "
+                         + ("has no emulator" if not board.runs_here else "was given --port"))
+    elf, binf = firmware_files(project, board)
+    if board.runs_here and (emulate or board.name.startswith("qemu-")) and port is None:
         cmd = emulator.command(board, elf, f"tcp:127.0.0.1:{tcp_port},server=on,wait=on,nodelay=on",
                                semihosting=True)
         console.print(f"starting {board.name} (QEMU {board.qemu_machine}); its UART waits on 127.0.0.1:{tcp_port}\n"
@@ -33,15 +43,15 @@ def flash(board: boards.Board, project: Path, *, port: str | None, tcp_port: int
         except KeyboardInterrupt:
             pass
         return
-    binf = project / "firmware.bin"
     tools = []
     if (project / "platformio.ini").is_file() and (shutil.which("pio") or shutil.which("platformio")):
         tools.append(("pio", [shutil.which("pio") or "platformio", "run", "-d", str(project), "-e", board.name,
                               "-t", "upload"] + (["--upload-port", port] if port else [])))
-    if shutil.which("st-flash"):
-        tools.append(("st-flash", ["st-flash", "--reset", "write", str(binf), f"{board.flash_origin:#x}"]))
-    if shutil.which("openocd"):
-        tools.append(("openocd", ["openocd", "-f", "interface/stlink.cfg", "-f", f"target/{_ocd_target(board)}",
+    st_flash, openocd = shutil.which("st-flash"), shutil.which("openocd")
+    if st_flash and binf.is_file():
+        tools.append(("st-flash", [st_flash, "--reset", "write", str(binf), f"{board.flash_origin:#x}"]))
+    if openocd and board.openocd_target:
+        tools.append(("openocd", [openocd, "-f", "interface/stlink.cfg", "-f", f"target/{board.openocd_target}",
                                   "-c", f"program {elf} verify reset exit"]))
     probes = glob.glob("/dev/ttyACM*") + glob.glob("/dev/serial/by-id/*STLINK*")
     if not probes and port is None:
@@ -56,7 +66,3 @@ def flash(board: boards.Board, project: Path, *, port: str | None, tcp_port: int
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
         raise LwcnnError(f"{name} could not flash {board.name}: {tail[0]}")
     console.print("done; the board resets and prints its READY line on the ST-LINK serial port")
-
-
-def _ocd_target(board: boards.Board) -> str:
-    return {"stm32f4": "stm32f4x.cfg", "stm32l4": "stm32l4x.cfg", "stm32f7": "stm32f7x.cfg"}.get(board.family, "")

@@ -70,6 +70,14 @@ def compiler() -> str:
     return cc
 
 
+def model_header(files: dict[str, str]) -> str:
+    """The one NAME_model.h among generated files."""
+    headers = [n for n in files if n.endswith("_model.h")]
+    if len(headers) != 1:
+        raise ValueError(f"expected one generated *_model.h, got {headers}")
+    return headers[0]
+
+
 def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2", simd: bool = False) -> HostModel:
     """Compile the generated sources plus the host harness into an executable (cached by content).
 
@@ -77,6 +85,11 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
     SMLAD and SMMULR (-DLW_SIMD_EMULATE), so the host tests check that path too."""
     host = codegen.templates_dir() / "host"
     sources = dict(files)
+    header = model_header(files)
+    prefix = header.removesuffix("_model.h")
+    sources["lw_host_model.h"] = (f'#include "{header}"\n#define LW_HOST_INPUT_SIZE {prefix.upper()}_INPUT_SIZE\n'
+                                  f"#define LW_HOST_OUTPUT_SIZE {prefix.upper()}_OUTPUT_SIZE\n"
+                                  f"#define LW_HOST_INVOKE {prefix}_invoke\n")
     sources["lw_host_main.c"] = (host / "lw_host_main.c").read_text()
     sources["lwcnn_hooks.h"] = (host / "lwcnn_hooks.h").read_text()
     flags = STRICT + [opt, "-DLWCNN_HAVE_HOOKS"] + (SANITIZE + ["-g"] if sanitize else []) \
@@ -99,7 +112,7 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
             tmp.rename(d)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
-    model_h = files["lwcnn_model.h"]
+    model_h = files[header]
 
     def macro(name: str) -> int:
         for line in model_h.splitlines():
@@ -107,4 +120,5 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
                 return int(line.split()[2].strip("()"))
         raise KeyError(name)
 
-    return HostModel(exe, macro("LWCNN_INPUT_SIZE"), macro("LWCNN_OUTPUT_SIZE"), macro("LWCNN_NUM_LAYERS"))
+    up = prefix.upper()
+    return HostModel(exe, macro(f"{up}_INPUT_SIZE"), macro(f"{up}_OUTPUT_SIZE"), macro(f"{up}_NUM_LAYERS"))

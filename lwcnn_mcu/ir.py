@@ -422,7 +422,13 @@ class Requantize(Op):
 
 @dataclass(frozen=True)
 class Relu(Requantize):
-    """RELU / RELU6 as a separate op: a requantization with a clamp."""
+    """RELU / RELU6 as a separate op.
+
+    RELU (TFLite Micro's ReluQuantized): a requantization from the input to the output scale, clamped
+    at the output's zero. RELU6 (Relu6Quantized) does not requantize at all: it clamps the input codes
+    to [input zero point, FloatToQuantizedType(6, input scale, input zero point)] and writes them as
+    they are, whatever the output's quantization says; here that is an identity requantization
+    (multiplier 1.0: 2^30 with shift 1, offsets 0) with that clamp."""
 
     max_value: float | None = None  # 6.0 for RELU6
 
@@ -431,10 +437,12 @@ class Relu(Requantize):
     def lower(self, g: Graph) -> Op:
         x, y = self._io(g)
         lowered = dict(super().lower(g).lowered)
-        lowered["act_min"] = max(-128, y.zero_point + quant.round_half_away(float(quant.f32(0.0))))
-        if self.max_value is not None:
-            q = float(quant.f32(self.max_value) / quant.f32(y.scale))
-            lowered["act_max"] = min(127, y.zero_point + quant.round_half_away(q))
+        if self.max_value is None:
+            lowered["act_min"] = max(-128, y.zero_point + quant.round_half_away(float(quant.f32(0.0))))
+            return dataclasses.replace(self, lowered=lowered)
+        six = x.zero_point + quant.round_half_away(float(quant.f32(self.max_value) / quant.f32(x.scale)))
+        lowered.update(in_zp=0, out_zp=0, mult=1 << 30, shift=1, act_min=max(-128, min(127, x.zero_point)),
+                       act_max=max(-128, min(127, six)))
         return dataclasses.replace(self, lowered=lowered)
 
 

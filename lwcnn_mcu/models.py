@@ -117,7 +117,7 @@ def quantization_drift(ref: Graph, new: Graph, rtol: float = 1e-4) -> list[str]:
 
 
 def resolve(model: str) -> Path:
-    """A MODEL argument: a path to .keras/.tflite, or the name of a shipped model."""
+    """A MODEL argument: a path to .keras/.tflite/.onnx, or the name of a shipped model."""
     if model in SHIPPED:
         p = shipped_path(model)
         if not p.is_file():
@@ -128,6 +128,6 @@ def resolve(model: str) -> Path:
     if not p.exists():
         names = ", ".join(SHIPPED)
         raise LwcnnError(f"model '{model}' is neither a file nor a shipped model ({names})")
-    if p.suffix not in (".keras", ".tflite"):
-        raise LwcnnError(f"model file {p} must end in .keras or .tflite")
+    if p.suffix not in (".keras", ".tflite", ".onnx"):
+        raise LwcnnError(f"model file {p} must end in .keras, .tflite or .onnx")
     return p

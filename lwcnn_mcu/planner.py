@@ -59,10 +59,10 @@ class MemoryPlan:
     buffers: tuple[Buffer, ...] = ()  # the arena's buffers as placed (offset set)
 
     def expr(self, tid: int) -> str:
-        """C expression of a tensor's first byte."""
+        """C expression of a tensor's first byte: ``arena + offset``, ``input`` or ``output``."""
         p = self.placements[tid]
         if p.where == "arena":
-            return f"(LW_ARENA + {p.offset})"
+            return f"arena + {p.offset}"
         return p.where
 
 

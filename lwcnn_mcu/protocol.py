@@ -2,7 +2,8 @@
 
 Frame: ``A5 5A | type u8 | seq u8 | len u16 | payload[len] | crc u16`` (little-endian), CRC-16/
 CCITT-FALSE (poly 0x1021, init 0xFFFF) over type..payload. Message types and error codes are
-defined once here; the firmware's ``lw_proto_codes.h`` is generated from these lists.
+defined once here; the firmware's ``lw_proto_codes.h`` and the tables of docs/protocol.md
+(``python -m lwcnn_mcu.protocol``) are generated from these lists.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ MESSAGES: tuple[tuple[str, int, str], ...] = (
     ("INFO", 0x01, "host: ask for the device description"),
     ("INFER", 0x02, "host: one inference on the payload (the int8 input)"),
     ("TIME", 0x03, "host: K back-to-back inferences on the last input (payload u16 K)"),
-    ("LAYERS", 0x04, "host: one inference on the last input, timing every layer"),
+    ("LAYERS", 0x04, "host: one inference on the last input, timing every layer (payload: optional u16 first layer)"),
     ("RESET", 0x05, "host: reset the device (it answers with READY after booting)"),
+    ("SELECT", 0x06, "host: run another of the firmware's models from now on (payload: its C name); INFO_OK"),
     ("READY", 0x80, "device: sent once after boot; payload as INFO_OK"),
-    ("INFO_OK", 0x81, "device: version, counter kind, clock, arena, sizes, layers, board, firmware, model hash"),
+    ("INFO_OK", 0x81, "device: version, counter kind, clock, arena, sizes, layers, board, firmware, model hash, "
+                      "model name, every model's name"),
     ("INFER_OK", 0x82, "device: u32 cycles, u32 ticks, then the output bytes"),
     ("TIME_OK", 0x83, "device: u32 K, total cycles, total ticks, min ticks, max ticks"),
-    ("LAYERS_OK", 0x84, "device: per layer u32 cycles, u32 ticks"),
+    ("LAYERS_OK", 0x84, "device: per layer from the first asked, u32 cycles, u32 ticks (as many as its reply holds)"),
     ("ERROR", 0xFF, "device: u8 error code, u8 the offending type"),
 )
 MSG = {name: code for name, code, _ in MESSAGES}
@@ -40,8 +43,31 @@ ERRORS: tuple[tuple[str, int, str], ...] = (
     ("BAD_INPUT_SIZE", 4, "INFER payload is not the model's input size"),
     ("TIMEOUT", 5, "frame incomplete: bytes stopped arriving"),
     ("NO_INPUT", 6, "TIME/LAYERS before any INFER"),
+    ("BAD_LAYER", 7, "LAYERS from a first layer the model does not have"),
+    ("UNKNOWN_MODEL", 8, "SELECT of a model the firmware does not hold"),
 )
 ERROR_NAMES = {code: name for name, code, _ in ERRORS}
+
+#: INFO_OK / READY ``flags`` (the u16 after ``counter``): (name, bit mask, meaning)
+INFO_FLAGS: tuple[tuple[str, int, str], ...] = (
+    ("CLOCK_FALLBACK", 0x0001, "the clock setup failed: the board runs at its reset clock (clock_hz says which)"),
+    ("CLOCK_STEP", 0xFF00, "bits 15..8: the clock setup step that failed (CLOCK_STEPS), 0 when none did"),
+)
+#: (name, number, meaning) - the steps of the firmware's clock setup (firmware/clock_stm32.c)
+CLOCK_STEPS: tuple[tuple[str, int, str], ...] = (
+    ("RESET_CLOCK", 1, "back to the reset oscillator before the setup (SWS read back)"),
+    ("VOLTAGE", 2, "voltage scaling: range 1 / scale 1 (VOS; VOSF cleared)"),
+    ("HSI", 3, "HSI 16 MHz oscillator ready (HSIRDY)"),
+    ("AHB_DIV2", 4, "AHB prescaler /2 before entering boost mode (HPRE read back)"),
+    ("FLASH", 5, "flash wait states and accelerators (FLASH_ACR read back)"),
+    ("PLL", 6, "PLL locked (PLLRDY)"),
+    ("OVERDRIVE", 7, "over-drive ready (ODRDY)"),
+    ("OVERDRIVE_SWITCH", 8, "regulator switched to over-drive (ODSWRDY)"),
+    ("PRESCALERS", 9, "AHB/APB prescalers (RCC_CFGR read back)"),
+    ("SWITCH", 10, "SYSCLK switched to the PLL (SWS read back)"),
+    ("AHB_DIV1", 11, "AHB prescaler back to /1 after the boost transition (HPRE read back)"),
+)
+CLOCK_STEP_NAMES = {code: name for name, code, _ in CLOCK_STEPS}
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -122,27 +148,92 @@ class DeviceInfo:
     board: str
     firmware: str
     model_hash: str
+    flags: int = 0  # INFO_FLAGS
+    model: str = ""  # the C name of the model INFER runs (firmware with a model table)
+    models: tuple[str, ...] = ()  # every model the firmware holds (SELECT one by name)
+
+    @property
+    def clock_fallback(self) -> bool:
+        return bool(self.flags & 0x0001)
+
+    @property
+    def clock_failed_step(self) -> str | None:
+        step = (self.flags >> 8) & 0xFF
+        return CLOCK_STEP_NAMES.get(step, f"#{step}") if step else None
 
     @staticmethod
     def parse(p: bytes) -> DeviceInfo:
         if len(p) < 24:
             raise ValueError("short INFO payload")
-        ver, counter, _r, clock, arena, n_in, n_out, layers = struct.unpack_from("<BBHIIIII", p, 0)
+        ver, counter, flags, clock, arena, n_in, n_out, layers = struct.unpack_from("<BBHIIIII", p, 0)
         parts = p[24:].split(b"\0")
         if len(parts) < 3:
             raise ValueError("malformed INFO strings")
+        text = [x.decode(errors="replace") for x in parts]
+        model = text[3] if len(parts) > 4 else ""
+        models = tuple(n for n in text[4].split(",") if n) if len(parts) > 5 else ()
         return DeviceInfo(ver, "dwt" if counter == 0 else "systick", clock, arena, n_in, n_out, layers,
-                          parts[0].decode(errors="replace"), parts[1].decode(errors="replace"),
-                          parts[2].decode(errors="replace"))
+                          text[0], text[1], text[2], flags, model, models)
 
 
 def c_header() -> str:
     """lw_proto_codes.h: the message types and error codes for the firmware."""
-    lines = ["/* Generated from lwcnn_mcu/protocol.py (MESSAGES, ERRORS). Do not edit. */",
+    lines = ["/* Generated from lwcnn_mcu/protocol.py (MESSAGES, ERRORS, INFO_FLAGS, CLOCK_STEPS). Do not edit. */",
              "#ifndef LW_PROTO_CODES_H", "#define LW_PROTO_CODES_H", "",
              f"#define LW_PROTO_VERSION {VERSION}", f"#define LW_PROTO_MAX_PAYLOAD {MAX_PAYLOAD}", ""]
     lines += [f"#define LW_MSG_{name} 0x{code:02X}u /* {meaning} */" for name, code, meaning in MESSAGES]
     lines.append("")
     lines += [f"#define LW_ERR_{name} {code}u /* {meaning} */" for name, code, meaning in ERRORS]
+    lines.append("")
+    lines += [f"#define LW_INFO_{name} 0x{mask:04X}u /* {meaning} */" for name, mask, meaning in INFO_FLAGS]
+    lines += [f"#define LW_CLOCK_STEP_{name} {code}u /* {meaning} */" for name, code, meaning in CLOCK_STEPS]
     lines += ["", "#endif /* LW_PROTO_CODES_H */", ""]
     return "\n".join(lines)
+
+
+DOC = "docs/protocol.md"
+
+
+def doc_tables() -> dict[str, str]:
+    """The tables of docs/protocol.md that come from MESSAGES, ERRORS, INFO_FLAGS and CLOCK_STEPS."""
+    msgs = ["| name | type | meaning |", "| --- | --- | --- |"]
+    msgs += [f"| `{name}` | `0x{code:02X}` | {meaning} |" for name, code, meaning in MESSAGES]
+    errs = ["| name | code | meaning |", "| --- | --- | --- |"]
+    errs += [f"| `{name}` | {code} | {meaning} |" for name, code, meaning in ERRORS]
+    flags = ["| name | bits | meaning |", "| --- | --- | --- |"]
+    flags += [f"| `{name}` | `0x{mask:04X}` | {meaning} |" for name, mask, meaning in INFO_FLAGS]
+    steps = ["| step | number | what failed |", "| --- | --- | --- |"]
+    steps += [f"| `{name}` | {code} | {meaning} |" for name, code, meaning in CLOCK_STEPS]
+    return {"messages": "\n".join(msgs), "errors": "\n".join(errs), "info_flags": "\n".join(flags),
+            "clock_steps": "\n".join(steps)}
+
+
+def render_doc(text: str) -> str:
+    """text with every ``<!-- generated: NAME -->`` ... ``<!-- end: NAME -->`` block rewritten from
+    this module; the prose around the blocks is written by hand."""
+    for name, table in doc_tables().items():
+        begin, end = f"<!-- generated: {name} (python -m lwcnn_mcu.protocol) -->", f"<!-- end: {name} -->"
+        i, j = text.find(begin), text.find(end)
+        if i < 0 or j < i:
+            raise ValueError(f"{DOC} has no '{begin}' ... '{end}' block")
+        text = text[:i] + begin + "\n" + table + "\n" + text[j:]
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lwcnn_mcu.protocol [PATH]``: regenerate the tables of docs/protocol.md."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0]) if args else Path(__file__).resolve().parents[1] / DOC
+    old = path.read_text()
+    new = render_doc(old)
+    if new != old:
+        path.write_text(new)
+    print(f"{path}: {'updated' if new != old else 'up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,8 +13,10 @@ from lwcnn_mcu.util import capture_fd2
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """float -> int8 like TFLite's QUANTIZE: round half away from zero of x/scale, plus zero point."""
-    v = np.asarray(x, np.float32) / np.float32(scale)
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    v = np.clip(np.asarray(x, np.float32) / np.float32(scale), -256, 256)  # wider than int8 after the zero point
+    r = np.trunc(v)
+    frac = v - r  # exact for |v| <= 256
+    r = r + (frac >= 0.5) - (frac <= -0.5)  # std::round: halves away from zero (floor(|v| + 0.5) can round up)
     return np.clip(r + zero_point, -128, 127).astype(np.int8)
 
 

@@ -1,5 +1,5 @@
 """``lwcnn-mcu verify``: the generated C, built for the host, against TFLite Micro (must be equal
-on every byte), LiteRT's reference kernels (reported) and the float Keras model (argmax)."""
+on every byte), LiteRT's reference kernels (reported) and the float Keras or ONNX model (argmax)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,13 @@ def load_test_data(model: str, dataset: str | None, data: str | None, labels: st
     if samples < 1:
         raise LwcnnError(f"--samples must be at least 1 (got {samples})")
     if data is not None:
-        x = keras_model.check_data(compiler.load_npy(data, "data"), input_shape, data, "test data")[:samples]
+        x = compiler.load_npy(data, "data")
+        if str(model).endswith(".onnx"):  # in the ONNX model's own layout (NCHW): transposed to the C's NHWC
+            from lwcnn_mcu.frontend import onnx_model
+
+            x = onnx_model.data_to_c_layout(x, input_shape, data, "test data")[:samples]
+        else:
+            x = keras_model.check_data(x, input_shape, data, "test data")[:samples]
         y = None
         if labels is not None:
             y = compiler.load_npy(labels, "labels")
@@ -92,6 +98,16 @@ def run_verify(model: str, *, dataset: str | None = None, data: str | None = Non
         keras_agree = int(np.sum(np.argmax(y_k, 1) == np.argmax(y_c, 1)))
         if td.y is not None:
             keras_acc = float(np.mean(np.argmax(y_k, 1) == td.y))
+    onnx_agree = onnx_acc = None
+    if c.onnx is not None:
+        from lwcnn_mcu.frontend import onnx_model
+
+        step("running onnxruntime (float ONNX)")
+        x_f = td.x if td.x is not None else (xq.astype(np.float32) - g.input.zero_point) * np.float32(g.input.scale)
+        y_o = onnx_model.predict(c.onnx, x_f)
+        onnx_agree = int(np.sum(np.argmax(y_o, 1) == np.argmax(y_c, 1)))
+        if td.y is not None:
+            onnx_acc = float(np.mean(np.argmax(y_o, 1) == td.y))
     c_acc = tflm_acc = None
     if td.y is not None:
         c_acc = float(np.mean(np.argmax(y_c, 1) == td.y))
@@ -112,12 +128,15 @@ def run_verify(model: str, *, dataset: str | None = None, data: str | None = Non
         "c_accuracy": c_acc,
         "tflm_accuracy": tflm_acc,
         "keras_accuracy": keras_acc,
+        "c_vs_onnx_argmax_agree": onnx_agree,
+        "onnx_accuracy": onnx_acc,
         "first_divergence": divergence,
         "params": r["params"],
         "macs": r["macs"],
         "weights_bytes": r["weights_bytes"],
         "arena_bytes": r["arena_bytes"],
         "model_sha256": r["model_sha256"],
+        "onnx": r.get("onnx"),  # an .onnx model: opset, layouts, the converter's max |diff| with onnxruntime
     }
 
 

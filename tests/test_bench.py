@@ -9,11 +9,13 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lwcnn_mcu import bench, models
+from lwcnn_mcu.errors import LwcnnError
 from tests.conftest import HAVE_ARM, randomize
 from tests.test_errors import assert_clean_error, run
 
@@ -220,3 +222,17 @@ def test_device_reset_is_detected_and_run_resumes(model, tmp_path, monkeypatch):
                         samples=10, layers=False)
     assert r["transport"]["device_resets"] == 1
     assert r["agree_with_host"] == r["samples"] == 10
+
+
+def test_results_folder_is_configurable_and_never_the_repository(tmp_path, monkeypatch):  # noqa: ANN001
+    """bench saves into --results DIR, else $LWCNN_RESULTS, else ./lwcnn-results (not benchmarks/results)."""
+    r = {"board": "qemu-m4", "model": "mnist", "date": "2026-01-01T00:00:00Z"}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LWCNN_RESULTS", raising=False)
+    assert bench.save_result(dict(r)).parent == Path("lwcnn-results")
+    monkeypatch.setenv("LWCNN_RESULTS", str(tmp_path / "env"))
+    assert bench.save_result(dict(r)).parent == tmp_path / "env"
+    assert bench.save_result(dict(r), tmp_path / "opt").parent == tmp_path / "opt"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LwcnnError, match="cannot create the results folder"):
+        bench.save_result(dict(r), tmp_path / "file" / "x")

@@ -65,13 +65,13 @@ def test_mnist_generated_c_snapshot(snapshot):  # noqa: ANN001
     """A change in what `lwcnn-mcu compile mnist` writes shows in this snapshot's diff
     (tests/__snapshots__/); accept a reviewed change with `pytest --snapshot-update`."""
     files = compiler.compile_model("mnist").gen.files
-    for name in ("lwcnn_model.c", "lwcnn_model.h", "lw_params.h", "lwcnn_weights.h"):
+    for name in ("mnist_model.c", "mnist_model.h", "lw_params.h", "mnist_weights.h"):
         assert files[name] == snapshot(name=name)
 
 
 def test_generated_c_reads_without_a_decoder_ring():
-    text = compiler.compile_model("mnist").gen.files["lwcnn_model.c"]
-    assert ";" not in text.split("int lwcnn_invoke")[0].split("lw_layer_names")[1].split("};")[0].replace(
+    text = compiler.compile_model("mnist").gen.files["mnist_model.c"]
+    assert ";" not in text.split("static int lw_run")[0].split("lw_layer_names")[1].split("};")[0].replace(
         '",', "")  # layer names are short Keras names, not fused TFLite names
     assert "unified_1/" not in text and ".in_h = 28," in text
     assert max(len(line) for line in text.splitlines()) <= codegen.COLUMNS
@@ -127,7 +127,7 @@ def test_generated_c_compiles_for_cortex_m4_with_every_warning(name, tmp_path): 
         if fname.endswith((".c", ".h")):
             (tmp_path / fname).write_text(text)
     for extra in ([], ["-DLW_PORTABLE"]):
-        for src in ("lwcnn_model.c", "lwcnn_weights.c"):
+        for src in (f"{name}_model.c", f"{name}_weights.c"):
             r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
                                 "-mfpu=fpv4-sp-d16", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow",
                                 "-Wconversion", "-pedantic", *extra, "-c", str(tmp_path / src), "-o",
@@ -139,11 +139,11 @@ def test_a_kernel_limit_smaller_than_a_layer_needs_fails_the_build(tmp_path):  #
     """The limits come from backend.LIMITS into lw_params.h; each layer that relies on one checks it at
     compile time, so a header edited (or drifted) below what the model needs cannot overflow a stack array."""
     files = compiler.compile_model("mnist").gen.files
-    assert "LW_STATIC_ASSERT(16 <= LW_PW_MAX_OC" in files["lwcnn_model.c"]
+    assert "LW_STATIC_ASSERT(16 <= LW_PW_MAX_OC" in files["mnist_model.c"]
     for fname, text in files.items():
         if fname.endswith((".c", ".h")):
             (tmp_path / fname).write_text(text.replace("#define LW_PW_MAX_OC 128", "#define LW_PW_MAX_OC 8"))
     for std in ("-std=c99", "-std=c11"):
-        r = subprocess.run([hostrun.compiler(), std, "-Wall", "-Werror", "-c", str(tmp_path / "lwcnn_model.c"), "-o",
+        r = subprocess.run([hostrun.compiler(), std, "-Wall", "-Werror", "-c", str(tmp_path / "mnist_model.c"), "-o",
                             str(tmp_path / "m.o")], capture_output=True, text=True)
         assert r.returncode != 0 and ("lw_static_assert" in r.stderr or "layer 0: pw16 output channels" in r.stderr)

@@ -93,12 +93,13 @@ def test_first_divergence_names_the_layer(compiled):  # noqa: ANN001
     """Corrupt one multiplier in the generated C: the trace must point at that layer."""
     c = compiled["net_a"]
     files = dict(c.gen.files)
-    text = files["lwcnn_weights.c"]
-    marker = "const int32_t lw_m1[16] LW_ALIGN4 = {\n    "
+    wname = f"{c.gen.name}_weights.c"
+    text = files[wname]
+    marker = f"const int32_t {c.gen.name}_m1[16] LW_ALIGN4 {c.gen.name.upper()}_WEIGHTS_ATTR = {{\n    "
     assert marker in text
     i = text.index(marker) + len(marker)
     j = text.index(",", i)
-    files["lwcnn_weights.c"] = text[:i] + str(int(text[i:j]) // 2) + text[j:]
+    files[wname] = text[:i] + str(int(text[i:j]) // 2) + text[j:]
     host = hostrun.build_host(files)
     x = random_inputs(c, 1, seed=5)
     d = verify.first_divergence(c, host, x[0])

@@ -25,7 +25,7 @@ def _two(keras, shape, merge, act=None):  # noqa: ANN001, ANN202
     b = L.Conv2D(6, 1, padding="same", activation="relu")(inp)
     x = merge()([a, b])
     if act:
-        x = L.ReLU()(x)
+        x = L.ReLU(act if act is not True else None)(x)
     return keras.Model(inp, x)
 
 
@@ -92,6 +92,9 @@ CASES = {
     "conv2x2_c3_maxpool3_pw16": lambda k, L: _m(k, (9, 9, 3), L.Conv2D(5, 2),
                                                 L.MaxPooling2D(3, strides=2, padding="same")),
     "conv1x1_c40_maxpool_pw16": lambda k, L: _m(k, (6, 6, 40), L.Conv2D(9, 1), L.MaxPooling2D(2)),
+    # a RELU6 the converter cannot fuse (after a concatenation): TFLite Micro clamps in the input's codes
+    "concat_relu6": lambda k, L: _two(k, (7, 9, 3), L.Concatenate, act=6.0),
+    "concat_relu": lambda k, L: _two(k, (7, 9, 3), L.Concatenate, act=True),
     "activation_layers": lambda k, L: _m(k, (6, 6, 3), L.Conv2D(4, 3), L.Activation("relu"), L.Flatten(),
                                          L.Dense(5), L.Activation("softmax")),
 }
@@ -109,6 +112,10 @@ PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "maxpool2": "mono_pool"}
 
 
+# rows that must keep an op separate (not fused into the op before it)
+OPS = {"concat_relu6": "RELU6", "concat_relu": "RELU"}
+
+
 def _takes(c, path: str) -> bool:  # noqa: ANN001
     return any(kern.params.get(FLAGS[path]) for kern in c.kernels)
 
@@ -122,6 +129,8 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     c = compile_keras(model, tmp_path, seed=len(case))
     if case in PATHS:
         assert _takes(c, PATHS[case]), f"{case} does not exercise {PATHS[case]}"
+    if case in OPS:
+        assert OPS[case] in [op.opcode for op in c.graph.ops], f"{case} has no separate {OPS[case]}"
     x = random_inputs(c, 48)
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
     got = hostrun.build_host(c.gen.files).run(x)

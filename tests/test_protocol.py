@@ -107,3 +107,12 @@ def test_c_parser_random_and_truncated_input(c_parser):  # noqa: ANN001
         chunks.append(bytes(rng.randrange(256) for _ in range(rng.randrange(100))))
     events = feed_c(c_parser, b"".join(chunks) + bytes(rng.randrange(256) for _ in range(200_000)))
     assert all(e[0] in ("F", "E") for e in events)  # no crash, no sanitizer report, only events
+
+
+def test_protocol_doc_tables_are_generated():
+    """docs/protocol.md's message and error tables are MESSAGES and ERRORS (python -m lwcnn_mcu.protocol)."""
+    doc = Path(protocol.__file__).resolve().parents[1] / protocol.DOC
+    text = doc.read_text()
+    assert protocol.render_doc(text) == text, "docs/protocol.md is out of date: run python -m lwcnn_mcu.protocol"
+    for name, _code, _ in protocol.MESSAGES + protocol.ERRORS:
+        assert f"`{name}`" in text

@@ -3,14 +3,14 @@
  *
  *   lw_host IN.bin N OUT.bin [TRACE.bin]
  *
- * IN.bin holds N inputs of LWCNN_INPUT_SIZE int8 each; OUT.bin receives N outputs.
+ * IN.bin holds N inputs of LW_HOST_INPUT_SIZE int8 each; OUT.bin receives N outputs.
  * With TRACE.bin, every layer's output of the first input is written as records
  * (int32 layer, int32 size, size bytes).
  */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "lwcnn_model.h"
+#include "lw_host_model.h" /* the model under test: LW_HOST_* (lwcnn_mcu/hostrun.py) */
 #include "lwcnn_hooks.h"
 
 static FILE *trace_file;
@@ -39,8 +39,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "lw_host: cannot open files\n");
         return 2;
     }
-    static int8_t x[LWCNN_INPUT_SIZE];
-    static int8_t y[LWCNN_OUTPUT_SIZE];
+    static int8_t x[LW_HOST_INPUT_SIZE];
+    static int8_t y[LW_HOST_OUTPUT_SIZE];
     for (long i = 0; i < n; ++i) {
         if (fread(x, 1, sizeof x, in) != sizeof x) {
             fprintf(stderr, "lw_host: input %ld is truncated\n", i);
@@ -49,7 +49,7 @@ int main(int argc, char **argv)
         if (i == 0 && argc > 4) {
             trace_file = fopen(argv[4], "wb");
         }
-        lwcnn_invoke(x, y);
+        LW_HOST_INVOKE(x, y);
         if (trace_file != NULL) {
             fclose(trace_file);
             trace_file = NULL;

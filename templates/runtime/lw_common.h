@@ -36,7 +36,10 @@
 #if LW_SIMD
 #if LW_DSP
 /* bytes 0 and 2 of x, sign-extended to two halfwords */
-static inline int32_t lw_sxtb16(int32_t x) { return (int32_t)__sxtb16(x); }
+static inline int32_t lw_sxtb16(int32_t x)
+{
+    return (int32_t)__sxtb16(x);
+}
 /* bytes 1 and 3 of x, sign-extended to two halfwords (SXTB16 with ROR #8) */
 static inline int32_t lw_sxtb16_ror8(int32_t x)
 {
@@ -49,20 +52,38 @@ static inline int32_t lw_sxtb16_ror8(int32_t x)
 #endif
 }
 /* acc + lo(a) * lo(b) + hi(a) * hi(b) */
-static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
+static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlad(a, b, acc);
+}
 /* lo(a) * lo(b) + hi(a) * hi(b) */
-static inline int32_t lw_smuad(int32_t a, int32_t b) { return __smuad(a, b); }
+static inline int32_t lw_smuad(int32_t a, int32_t b)
+{
+    return __smuad(a, b);
+}
 /* acc + lo(a) * lo(b); SMLATT: acc + hi(a) * hi(b) */
-static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlabb(a, b, acc);
+}
 /* two halfword additions (wrapping) */
-static inline int32_t lw_sadd16(int32_t a, int32_t b) { return (int32_t)__sadd16(a, b); }
-static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+static inline int32_t lw_sadd16(int32_t a, int32_t b)
+{
+    return (int32_t)__sadd16(a, b);
+}
+static inline int32_t lw_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlatt(a, b, acc);
+}
 #else
 static inline int32_t lw_h16(int32_t lo, int32_t hi)
 {
     return (int32_t)(((uint32_t)(uint16_t)hi << 16) | (uint16_t)lo);
 }
-static inline int32_t lw_sxtb16(int32_t x) { return lw_h16((int8_t)(x & 0xff), (int8_t)((x >> 16) & 0xff)); }
+static inline int32_t lw_sxtb16(int32_t x)
+{
+    return lw_h16((int8_t)(x & 0xff), (int8_t)((x >> 16) & 0xff));
+}
 static inline int32_t lw_sxtb16_ror8(int32_t x)
 {
     return lw_h16((int8_t)((x >> 8) & 0xff), (int8_t)((x >> 24) & 0xff));
@@ -73,7 +94,10 @@ static inline int32_t lw_smlad(int32_t a, int32_t b, int32_t acc)
     const int32_t hi = (int16_t)((a >> 16) & 0xffff) * (int16_t)((b >> 16) & 0xffff);
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi); /* SMLAD wraps */
 }
-static inline int32_t lw_smuad(int32_t a, int32_t b) { return lw_smlad(a, b, 0); }
+static inline int32_t lw_smuad(int32_t a, int32_t b)
+{
+    return lw_smlad(a, b, 0);
+}
 static inline int32_t lw_smlabb(int32_t a, int32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xffff) * (int16_t)(b & 0xffff)));
@@ -144,7 +168,10 @@ static inline int32_t lw_rdbpot(int32_t x, int32_t exponent)
 }
 
 /* Wrapping left shift (what TFLite's x * (1 << s) does on two's-complement targets). */
-static inline int32_t lw_shl(int32_t x, int32_t s) { return (int32_t)((uint32_t)x << s); }
+static inline int32_t lw_shl(int32_t x, int32_t s)
+{
+    return (int32_t)((uint32_t)x << s);
+}
 
 /* lw_srdhm for a positive multiplier m (m != INT32_MIN, so it cannot saturate). TFLite's
  * trunc((a*m + nudge) / 2^31), with nudge 2^30 or 1 - 2^30 by sign, equals floor((a*m + 2^30) / 2^31)
