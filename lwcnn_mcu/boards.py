@@ -121,6 +121,9 @@ class Board:
     counter: str = "dwt"  # dwt (cycles) | icount (QEMU instructions via SysTick)
     note: str = ""
     stack_bytes: int = 4096
+    #: a data RAM beside the main one (CCM on an STM32F405, the MPS2 board's 16 MB PSRAM): (name, origin,
+    #: bytes); `build --arena NAME` places the firmware's arena there
+    extra_ram: tuple[str, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.clock is not None and self.clock.hclk_hz != self.clock_hz:
@@ -267,11 +270,12 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("qemu-m4", "QEMU mps2-an386", "cortex-m4", "mps2", 25_000_000, 0x00000000, 4 * 1024 * 1024,
           0x20000000, 4 * 1024 * 1024, None, 25_000_000, "25 MHz (QEMU's model)", None, {"base": 0x40004000},
           "CMSDK UART0", qemu_machine="mps2-an386", runs_here=True, counter="icount",
-          note="builds and runs (the default where no board is attached)"),
+          note="builds and runs (the default where no board is attached)",
+          extra_ram=("psram", 0x21000000, 16 * 1024 * 1024)),
     Board("qemu-stm32f4", "QEMU netduinoplus2 (STM32F405)", "cortex-m4", "stm32f4", 84_000_000, 0x08000000,
           1024 * 1024, 0x20000000, 128 * 1024, "fpv4-sp-d16", 16_000_000, "HSI 16 MHz", F405_CLOCK, _F4_USART2,
           "USART2", qemu_machine="netduinoplus2", qemu_serial_index=1, runs_here=True, counter="icount",
-          note="builds and runs; realistic memory limits"),
+          note="builds and runs; realistic memory limits", extra_ram=("ccm", 0x10000000, 64 * 1024)),
 )}
 ALIASES = {"nucleo": "nucleo_f401re"}
 DEFAULT_BOARD = "qemu-m4"

@@ -136,7 +136,8 @@ def model_table(names: Sequence[str]) -> dict[str, str]:
           "", "extern const lw_model_t lw_models[LW_MODEL_COUNT];",
           "/* one arena for every model, the largest they need: they run one at a time */",
           "extern int32_t lw_arena[(LW_MODEL_MAX_ARENA + 3) / 4 + 1];", "", "#endif /* LW_MODEL_H */"]
-    c = [prov, '#include "lw_model.h"', "", "int32_t lw_arena[(LW_MODEL_MAX_ARENA + 3) / 4 + 1];", "",
+    c = [prov, '#include "lw_model.h"', "", "#ifndef LW_ARENA_ATTR /* build --arena REGION: a section there */",
+         "#define LW_ARENA_ATTR", "#endif", "", "int32_t lw_arena[(LW_MODEL_MAX_ARENA + 3) / 4 + 1] LW_ARENA_ATTR;", "",
          "const lw_model_t lw_models[LW_MODEL_COUNT] = {"]
     for n, up in zip(names, ups, strict=True):
         c += [f'    {{"{n}", {up}_MODEL_HASH, {up}_INPUT_SIZE, {up}_OUTPUT_SIZE, {up}_ARENA_BYTES, {up}_NUM_LAYERS,',
@@ -230,8 +231,16 @@ def elf_sizes(elf: Path, board: boards.Board) -> tuple[int, int]:
 
 def build(board_name: str, model: str | Sequence[str] = "mnist", out: Path | None = None, *, dataset: str | None = None,
           calib: str | None = None, builder: str = "auto", n_tests: int = 4, semihosting: bool | None = None,
-          kernels: str = "auto") -> Built:
+          kernels: str = "auto", arena: str | None = None) -> Built:
+    """Build the firmware of one model or several. ``arena``: the name of a board's extra RAM (``ccm``)
+    to place the models' shared arena in, instead of the main RAM."""
     board = boards.get(board_name)
+    extra: list[str] = []
+    if arena is not None:
+        if board.extra_ram is None or board.extra_ram[0] != arena:
+            have = f"it has '{board.extra_ram[0]}'" if board.extra_ram else "it has none"
+            raise LwcnnError(f"--arena {arena}: board {board.name} has no such RAM region ({have})")
+        extra = [f"-DLW_ARENA_ATTR=__attribute__((section(\".{arena}\")))"]
     if builder not in ("auto", "make", "pio"):
         raise LwcnnError(f"unknown builder '{builder}'; choose auto, make or pio")
     if kernels not in KERNELS:
@@ -264,12 +273,12 @@ def build(board_name: str, model: str | Sequence[str] = "mnist", out: Path | Non
         if builder == "pio":
             return _pio_build(board, root, cs, inputs)
         assert gcc is not None
-        r, elf = _gcc_build(board, root, gcc, buffer_defines(cs, kernels))
+        r, elf = _gcc_build(board, root, gcc, buffer_defines(cs, kernels) + extra)
         if r.returncode != 0:
             if "overflowed" in r.stderr or "will not fit" in r.stderr:
                 _write(root, project_files(board, cs, inputs, semihosting=semi, flash_bytes=board.flash_bytes * 64,
                                            ram_bytes=board.ram_bytes * 64, kernels=kernels))
-                r2, elf2 = _gcc_build(board, root, gcc, buffer_defines(cs, kernels))
+                r2, elf2 = _gcc_build(board, root, gcc, buffer_defines(cs, kernels) + extra)
                 if r2.returncode == 0:
                     fl, ra = elf_sizes(elf2, board)
                     raise LwcnnError(

@@ -268,13 +268,16 @@ def build(board: BoardOpt = "qemu-m4",
               help="auto (PlatformIO when its ststm32 platform is installed, else make), make (system "
                    "arm-none-eabi-gcc) or pio")] = "auto",
           kernels: KernelsOpt = "auto",
+          arena: Annotated[str | None, typer.Option(
+              help="place the models' arena in the board's extra RAM (ccm: qemu-stm32f4, psram: qemu-m4)")] = None,
           as_json: JsonOpt = False) -> None:
     """Build the firmware (ELF and BIN) for a board and report flash and RAM against its limits."""
     from lwcnn_mcu import builder as fw
 
     console = _out(as_json)
     with console.status(f"building firmware for {board}...", spinner="dots"):
-        b = fw.build(board, model or ["mnist"], out, dataset=dataset, calib=calib, builder=builder, kernels=kernels)
+        b = fw.build(board, model or ["mnist"], out, dataset=dataset, calib=calib, builder=builder, kernels=kernels,
+                     arena=arena)
     r = b.report()
     if as_json:
         _emit_json(r)

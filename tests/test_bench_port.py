@@ -507,3 +507,34 @@ def test_two_models_in_one_firmware_selected_by_name(board, tmp_path, capsys):  
     info = protocol.DeviceInfo.parse(
         struct.pack("<BBHIIIII", 1, 1, 0, 1, 2, 3, 4, 5) + b"b\0fw\0" + b"0" * 64 + b"\0mnist\0mnist,cifar10\0")
     assert (info.model, info.models) == ("mnist", ("mnist", "cifar10"))
+
+
+@needs_qemu
+@needs_mnist
+@pytest.mark.skipif(not os.environ.get("LWCNN_DATASETS"), reason="needs the offline datasets")
+def test_arena_in_another_ram_region(tmp_path, capsys):  # noqa: ANN001
+    """`build --arena REGION` links the arena into a board's extra RAM: the F405's CCM (0x10000000; QEMU 7.2
+    does not model it, so that image is checked at link time) and the MPS2 board's PSRAM (0x21000000),
+    where the image runs with every output equal to the host C."""
+    from elftools.elf.elffile import ELFFile
+
+    def arena_address(elf: str) -> int:
+        with open(elf, "rb") as fh:
+            syms = ELFFile(fh).get_section_by_name(".symtab").iter_symbols()
+            return int(next(s for s in syms if s.name == "lw_arena")["st_value"])
+
+    for board, region, base in (("qemu-stm32f4", "ccm", 0x10000000), ("qemu-m4", "psram", 0x21000000)):
+        out = tmp_path / region
+        code, o, err = run(["build", "--board", board, "--arena", region, "-o", str(out), "--json"], capsys)
+        assert code == 0, err
+        assert base <= arena_address(json.loads(o)["elf"]) < base + 0x10000
+    f = Flasher(lambda _b: tmp_path / "psram", tmp_path)
+    try:
+        code, o, err = run(["bench", "--port", f.start("qemu-m4"), "--model", "mnist", "--dataset", "mnist",
+                            "--samples", "6", "--json", "--no-save", "--timeout", "5"], capsys)
+        assert code == 0, err
+        assert json.loads(o)["agree_with_host"] == 6
+    finally:
+        f.stop()
+    code, _, err = run(["build", "--board", "nucleo", "--arena", "ccm", "-o", str(tmp_path / "no")], capsys)
+    assert code == 2 and "has no such RAM region" in err and not (tmp_path / "no").exists()
