@@ -14,7 +14,7 @@ This module decides *how*, once per op, in a :class:`Kernel`:
 
 The memory planner and the C generator only read Kernels. One op is one vertical slice: its IR
 class, its frontend handler, its ``@constants`` function and ``FIELDS`` row here, its template
-``templates/ops/<kind>.c.j2``, its kernel ``templates/runtime/lw_<kind>_s8.c`` and its rows in the
+``lwcnn_mcu/templates/ops/<kind>.c.j2``, its kernel ``lwcnn_mcu/templates/runtime/lw_<kind>_s8.c`` and its rows in the
 op table (``tests/test_ops.py``).
 """
 

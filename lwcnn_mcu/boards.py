@@ -4,7 +4,7 @@ and counter rate, the flashing tools' targets, ``lwcnn-mcu boards``, the README'
 ``docs/boards.md`` are all built from it.
 
 Clock settings (:class:`ClockSetup`) carry the reference-manual section each value comes from. The
-firmware's clock code (``firmware/clock_stm32.c``) programs exactly these values and reports the
+firmware's clock code (``lwcnn_mcu/firmware/clock_stm32.c``) programs exactly these values and reports the
 clock it reads back from the RCC registers; ``tests/test_clock.py`` runs that C against a register
 model that enforces the manuals' ordering rules.
 """
@@ -327,9 +327,9 @@ def clocks_doc() -> str:
     out = ["# Boards: clocks and their sources", "",
            "Generated from `lwcnn_mcu/boards.py` (`python -m lwcnn_mcu.boards > docs/boards.md`); a test keeps "
            "this page equal to the registry.", "",
-           "The firmware (`firmware/clock_stm32.c`) programs these values at register level, waits on every ready "
-           "bit with a bound, and on any failure returns to the reset clock and says so in its INFO reply "
-           "(`docs/protocol.md`). It reports the clock it reads back from the RCC registers, not the one it "
+           "The firmware (`lwcnn_mcu/firmware/clock_stm32.c`) programs these values at register level, waits "
+           "on every ready bit with a bound, and on any failure returns to the reset clock and says so in its "
+           "INFO reply (`docs/protocol.md`). It reports the clock it reads back from the RCC registers, not the one it "
            "meant to set; `bench` computes `latency_ms` from that and warns when it is not the rated clock. "
            "`tests/test_clock.py` runs the same C on the host against a register model of RCC, PWR and FLASH "
            "that enforces the ordering rules cited below.", "",

@@ -1,7 +1,7 @@
 """C generator: render the lowered graph, its kernels and its memory plan through the Jinja templates.
 
 Python computes every number (multipliers, shifts, offsets, clamps, buffer offsets); templates
-only print them. One template per op kind (``templates/ops/<kind>.c.j2``), Jinja in
+only print them. One template per op kind (``lwcnn_mcu/templates/ops/<kind>.c.j2``), Jinja in
 ``StrictUndefined`` mode so a missing value is an error, never an empty string.
 """
 

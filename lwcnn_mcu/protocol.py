@@ -53,7 +53,7 @@ INFO_FLAGS: tuple[tuple[str, int, str], ...] = (
     ("CLOCK_FALLBACK", 0x0001, "the clock setup failed: the board runs at its reset clock (clock_hz says which)"),
     ("CLOCK_STEP", 0xFF00, "bits 15..8: the clock setup step that failed (CLOCK_STEPS), 0 when none did"),
 )
-#: (name, number, meaning) - the steps of the firmware's clock setup (firmware/clock_stm32.c)
+#: (name, number, meaning) - the steps of the firmware's clock setup (lwcnn_mcu/firmware/clock_stm32.c)
 CLOCK_STEPS: tuple[tuple[str, int, str], ...] = (
     ("RESET_CLOCK", 1, "back to the reset oscillator before the setup (SWS read back)"),
     ("VOLTAGE", 2, "voltage scaling: range 1 / scale 1 (VOS; VOSF cleared)"),
@@ -181,12 +181,13 @@ def c_header() -> str:
     lines = ["/* Generated from lwcnn_mcu/protocol.py (MESSAGES, ERRORS, INFO_FLAGS, CLOCK_STEPS). Do not edit. */",
              "#ifndef LW_PROTO_CODES_H", "#define LW_PROTO_CODES_H", "",
              f"#define LW_PROTO_VERSION {VERSION}", f"#define LW_PROTO_MAX_PAYLOAD {MAX_PAYLOAD}", ""]
-    lines += [f"#define LW_MSG_{name} 0x{code:02X}u /* {meaning} */" for name, code, meaning in MESSAGES]
-    lines.append("")
-    lines += [f"#define LW_ERR_{name} {code}u /* {meaning} */" for name, code, meaning in ERRORS]
-    lines.append("")
-    lines += [f"#define LW_INFO_{name} 0x{mask:04X}u /* {meaning} */" for name, mask, meaning in INFO_FLAGS]
-    lines += [f"#define LW_CLOCK_STEP_{name} {code}u /* {meaning} */" for name, code, meaning in CLOCK_STEPS]
+    def block(rows: list[tuple[str, str, str]]) -> list[str]:  # (macro, value, meaning): a comment above each
+        return [x for macro, value, meaning in rows for x in (f"/* {meaning} */", f"#define {macro} {value}")]
+
+    lines += block([(f"LW_MSG_{n}", f"0x{c:02X}u", m) for n, c, m in MESSAGES]) + [""]
+    lines += block([(f"LW_ERR_{n}", f"{c}u", m) for n, c, m in ERRORS]) + [""]
+    lines += block([(f"LW_INFO_{n}", f"0x{c:04X}u", m) for n, c, m in INFO_FLAGS])
+    lines += block([(f"LW_CLOCK_STEP_{n}", f"{c}u", m) for n, c, m in CLOCK_STEPS])
     lines += ["", "#endif /* LW_PROTO_CODES_H */", ""]
     return "\n".join(lines)
 

@@ -165,7 +165,7 @@ def suggest(trial: Any, quick: bool) -> dict[str, Any]:
         trial.suggest_categorical(f"b{i}_pool", (True, False))
     trial.suggest_categorical("head", ("flat", "gap"))
     trial.suggest_float("lr", 1e-3, 8e-3, log=True)
-    trial.suggest_categorical("batch", (64,) if quick else (128, 256, 512))
+    trial.suggest_categorical("batch", (64,) if quick else (64, 128, 256))
     trial.suggest_float("augment", 0.0, 1.5)
     trial.suggest_int("stage2_steps", 1 if quick else 0, 1 if quick else 3)
     trial.suggest_float("stage2_lr", 5e-5, 1e-3, log=True)
@@ -317,7 +317,8 @@ def run_trial(cfg: SearchConfig, number: int, trial_id: int, params: dict[str, A
         sched = ",".join(f"{g}:{e}:{lr:g}" for g, e, lr in recipe_of(params, cfg.dataset).schedule) or None
         card = training.train(cfg.dataset, out=out, seed=cfg.seed, quick=cfg.quick, epochs=cfg.epochs,
                               train_images=None if cfg.quick else cfg.train_images,
-                              schedule=sched, arch=arch, recipe=recipe_of(params, cfg.dataset), console=_Quiet())
+                              schedule=sched, arch=arch, recipe=recipe_of(params, cfg.dataset), console=_Quiet(),
+                              verbose=0)
         t2 = time.time()
         progress(phase="measuring")
         split = training.Split.of(datasets.load(cfg.dataset), cfg.quick)

@@ -360,7 +360,7 @@ def train_plain(split: Split, backbone_fn: Any, recipe: Recipe, epochs: int, bat
 def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify: str = "best",
           epochs: int | None = None, schedule: str | None = None, console: Any = None,
           arch: str | None = None, recipe: str | Recipe = "default",
-          train_images: int | None = None) -> dict[str, Any]:
+          train_images: int | None = None, verbose: int | None = None) -> dict[str, Any]:
     """Run both stages; save the .keras, its model card (JSON, Markdown) and training curves (PNG).
     ``recipe="shipped"`` trains with the recipe of the dataset's shipped model instead of the default; a
     ``Recipe`` is used as it is (the model search's trials)."""
@@ -388,7 +388,7 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
             sched = tuple((g, min(e, 1), lr) for g, e, lr in sched[:2])
     shape = tuple(split.x_tr.shape[1:])
     say = console.print if console is not None else print
-    verbose = 0 if quick else 2
+    verbose = (0 if quick else 2) if verbose is None else verbose
     t0 = time.time()
 
     def backbone_fn(name: str) -> Any:

@@ -31,10 +31,13 @@ def _c_files(files: dict[str, str]) -> dict[str, str]:
 
 
 @needs_clang_format
-def test_runtime_and_host_sources_are_clang_format_fixed_points():
+def test_runtime_host_and_firmware_sources_are_clang_format_fixed_points():
+    from lwcnn_mcu import builder
+
     tdir = codegen.templates_dir()
     sources = sorted((tdir / "runtime").glob("*.[ch]")) + sorted((tdir / "host").glob("*.[ch]"))
-    assert len(sources) > 15
+    sources += sorted(builder.firmware_dir().glob("*.[ch]"))
+    assert len(sources) > 25
     for path in sources:
         text = path.read_text()
         assert _formatted(path.name, text) == text, f"{path} is not clang-format clean (run clang-format -i)"
@@ -147,3 +150,19 @@ def test_a_kernel_limit_smaller_than_a_layer_needs_fails_the_build(tmp_path):  #
         r = subprocess.run([hostrun.compiler(), std, "-Wall", "-Werror", "-c", str(tmp_path / "mnist_model.c"), "-o",
                             str(tmp_path / "m.o")], capture_output=True, text=True)
         assert r.returncode != 0 and ("lw_static_assert" in r.stderr or "layer 0: pw16 output channels" in r.stderr)
+
+
+@needs_clang_format
+def test_generated_firmware_files_are_clang_format_fixed_points():
+    """What `build` generates beside the model's C (the model table, board header, test data,
+    protocol codes), for one model and for two."""
+    from lwcnn_mcu import boards, builder
+
+    cs = [compiler.compile_model("mnist"), compiler.compile_model("cifar10")]
+    for models in (cs[:1], cs):
+        for board in ("qemu-m4", "nucleo_l4r5zi", "nucleo_f746zg"):
+            files = builder.project_files(boards.get(board), models, builder.test_inputs(models[0], None, 2),
+                                          semihosting=True)
+            for fname, text in files.items():
+                if fname.endswith((".c", ".h")):
+                    assert _formatted(Path(fname).name, text) == text, f"{board}: {fname} is not clang-format clean"

@@ -1,4 +1,4 @@
-"""Board clocks, checkable without hardware: each board's clock-setup C (firmware/clock_stm32.c) runs
+"""Board clocks, checkable without hardware: each board's clock-setup C (lwcnn_mcu/firmware/clock_stm32.c) runs
 on the host against a register model of RCC, PWR and FLASH (tests/c/clock_model.c) that enforces
 the reference manuals' rules, under the sanitizers; the final registers and the clock the firmware
 computes must be the registry's. Plus the registry as the one home of board facts, the INFO clock

@@ -1,4 +1,4 @@
-"""The firmware's main loop (firmware/main.c) built for the host under AddressSanitizer, with a
+"""The firmware's main loop (lwcnn_mcu/firmware/main.c) built for the host under AddressSanitizer, with a
 pretend board on stdin/stdout and a pretend model (tests/c/fw_host/), driven by the bench host
 over a pseudo-terminal: a model with more layers than one LAYERS_OK reply holds is profiled in
 chunks, and the reply never writes past the firmware's reply buffer."""

@@ -1,6 +1,6 @@
 /*
  * clock_model.c - a register model of the STM32 RCC, PWR and FLASH interface (and the Cortex-M7
- * cache maintenance registers) to run firmware/clock_stm32.c on the host.
+ * cache maintenance registers) to run lwcnn_mcu/firmware/clock_stm32.c on the host.
  *
  * The firmware's lw_reg_read / lw_reg_write land here (-DLW_REG_MODEL). The model keeps the
  * registers at their reset values, sets ready bits some accesses after their enable (time passes

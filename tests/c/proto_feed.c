@@ -1,4 +1,4 @@
-/* Host harness for firmware/lw_proto.c: feeds stdin byte by byte, prints one line per event:
+/* Host harness for lwcnn_mcu/firmware/lw_proto.c: feeds stdin byte by byte, prints one line per event:
  *   F <type> <seq> <len> <sum of payload bytes>     a valid frame
  *   E <code>                                        an error (the parser resynchronises)
  */

@@ -4,10 +4,8 @@
 
 #include <stdint.h>
 
-#include "lw_model.h"
-
 #define LW_TEST_COUNT 1
 
-static const int8_t lw_test_inputs[LW_TEST_COUNT][LW_MODEL_INPUT_SIZE] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
+static const int8_t lw_test_inputs[LW_TEST_COUNT][16] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
 
 #endif /* LW_TESTDATA_H */

@@ -53,7 +53,10 @@ __attribute__((section(".isr_vector"), used)) const lw_vector_t lw_vectors[16] =
     Default_Handler, /* MemManage */
     Default_Handler, /* BusFault */
     Default_Handler, /* UsageFault */
-    0, 0, 0, 0,
+    0,
+    0,
+    0,
+    0,
     Default_Handler, /* SVCall */
     Default_Handler, /* DebugMonitor */
     0,

@@ -16,9 +16,9 @@
 #endif
 
 /* lw_proto_feed results */
-#define LW_PROTO_NONE 0       /* need more bytes */
-#define LW_PROTO_FRAME 1      /* rx->type, rx->seq, rx->len, rx->payload hold a valid frame */
-#define LW_PROTO_ERROR 2      /* rx->error holds an LW_ERR_* code; the parser is hunting again */
+#define LW_PROTO_NONE 0 /* need more bytes */
+#define LW_PROTO_FRAME 1 /* rx->type, rx->seq, rx->len, rx->payload hold a valid frame */
+#define LW_PROTO_ERROR 2 /* rx->error holds an LW_ERR_* code; the parser is hunting again */
 
 typedef struct {
     uint8_t state;

@@ -47,8 +47,8 @@ void board_init(void)
     /* an unknown UART clock (a source this code never selects) leaves the reset clock as the best guess */
     const uint32_t uart_hz = clk.uart_hz != 0u ? clk.uart_hz : LW_RESET_CLOCK_HZ;
 #if LW_FAMILY_STM32L4
-    RCC(0x58) |= (1u << 28);        /* APB1ENR1: PWR */
-    REG(0x40007004u) |= (1u << 9);  /* PWR_CR2: IOSV, port G is powered by VDDIO2 */
+    RCC(0x58) |= (1u << 28); /* APB1ENR1: PWR */
+    REG(0x40007004u) |= (1u << 9); /* PWR_CR2: IOSV, port G is powered by VDDIO2 */
 #endif
     RCC(LW_UART_AHB_ENR) |= (1u << LW_UART_GPIO_BIT);
     RCC(LW_UART_APB_ENR) |= (1u << LW_UART_APB_BIT);

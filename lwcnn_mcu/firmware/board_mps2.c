@@ -16,7 +16,7 @@ void board_init(void)
 {
     UART_BAUDDIV = LW_CLOCK_HZ / 115200u;
     UART_CTRL = 0x3u; /* TX and RX enable */
-    (void)UART_DATA;  /* QEMU quirk: host->guest input stalls until one read after enabling */
+    (void)UART_DATA; /* QEMU quirk: host->guest input stalls until one read after enabling */
     counters_init();
 }
 

@@ -33,7 +33,7 @@
 #define PWR_CR1 0x40007000u
 #define PWR_SR2 0x40007014u
 #define PWR_CR5 0x40007080u
-#define CR_RESET_ON (1u << 0)  /* MSION */
+#define CR_RESET_ON (1u << 0) /* MSION */
 #define CR_RESET_RDY (1u << 1) /* MSIRDY */
 #define CR_HSION (1u << 8)
 #define CR_HSIRDY (1u << 10)
@@ -49,8 +49,9 @@
 /* PLLSRC 1:0, PLLM 7:4, PLLN 14:8, PLLPEN 16, PLLP 17, PLLQEN 20, PLLQ 22:21, PLLREN 24, PLLR 26:25,
  * PLLPDIV 31:27; the other bits are reserved and keep their reset value */
 #define PLLCFGR_FIELDS 0xFF737FF3u
-#define PLLCFGR_VALUE ((1u << 24) | ((LW_CLK_PLL_SYSDIV / 2u - 1u) << 25) | (LW_CLK_PLLN << 8) \
-                       | ((LW_CLK_PLLM - 1u) << 4) | 2u /* HSI16 */)
+#define PLLCFGR_VALUE                                                                                                  \
+    ((1u << 24) | ((LW_CLK_PLL_SYSDIV / 2u - 1u) << 25) | (LW_CLK_PLLN << 8) | ((LW_CLK_PLLM - 1u) << 4) |             \
+     2u /* HSI16 */)
 #else /* STM32F4 (RM0368) and STM32F7 (RM0385): the same RCC layout */
 #define RCC_BASE 0x40023800u
 #define RCC_CR (RCC_BASE + 0x00u)
@@ -60,7 +61,7 @@
 #define FLASH_ACR 0x40023C00u
 #define PWR_CR1 0x40007000u
 #define PWR_CSR1 0x40007004u
-#define CR_RESET_ON (1u << 0)  /* HSION */
+#define CR_RESET_ON (1u << 0) /* HSION */
 #define CR_RESET_RDY (1u << 1) /* HSIRDY */
 #define CR_HSION CR_RESET_ON
 #define CR_HSIRDY CR_RESET_RDY
@@ -136,8 +137,8 @@ static uint32_t apb_div(uint32_t code)
 #if LW_FAMILY_STM32L4
 static uint32_t msi_hz(void)
 {
-    static const uint32_t khz[12] = {100u, 200u, 400u, 800u, 1000u, 2000u, 4000u, 8000u, 16000u, 24000u, 32000u,
-                                     48000u};
+    static const uint32_t khz[12] = {100u,  200u,  400u,   800u,   1000u,  2000u,
+                                     4000u, 8000u, 16000u, 24000u, 32000u, 48000u};
     const uint32_t cr = lw_reg_read(RCC_CR);
     /* MSIRGSEL: the range in RCC_CR.MSIRANGE, else RCC_CSR.MSISRANGE (the one used out of reset) */
     const uint32_t range = (cr & (1u << 3)) ? (cr >> 4) & 0xFu : (lw_reg_read(RCC_CSR) >> 8) & 0xFu;
@@ -232,9 +233,10 @@ static int to_reset_clock(void)
 #if !(LW_CLK_AHB_DIV == 1 || LW_CLK_AHB_DIV == 2 || LW_CLK_AHB_DIV == 4 || LW_CLK_AHB_DIV == 8)
 #error "LW_CLK_AHB_DIV must be 1, 2, 4 or 8"
 #endif
-#if !(LW_CLK_APB1_DIV == 1 || LW_CLK_APB1_DIV == 2 || LW_CLK_APB1_DIV == 4 || LW_CLK_APB1_DIV == 8 \
-      || LW_CLK_APB1_DIV == 16) || !(LW_CLK_APB2_DIV == 1 || LW_CLK_APB2_DIV == 2 || LW_CLK_APB2_DIV == 4 \
-      || LW_CLK_APB2_DIV == 8 || LW_CLK_APB2_DIV == 16)
+#if !(LW_CLK_APB1_DIV == 1 || LW_CLK_APB1_DIV == 2 || LW_CLK_APB1_DIV == 4 || LW_CLK_APB1_DIV == 8 ||                  \
+      LW_CLK_APB1_DIV == 16) ||                                                                                        \
+    !(LW_CLK_APB2_DIV == 1 || LW_CLK_APB2_DIV == 2 || LW_CLK_APB2_DIV == 4 || LW_CLK_APB2_DIV == 8 ||                  \
+      LW_CLK_APB2_DIV == 16)
 #error "LW_CLK_APB1_DIV and LW_CLK_APB2_DIV must be 1, 2, 4, 8 or 16"
 #endif
 #if !(LW_CLK_PLL_SYSDIV == 2 || LW_CLK_PLL_SYSDIV == 4 || LW_CLK_PLL_SYSDIV == 6 || LW_CLK_PLL_SYSDIV == 8)
@@ -285,7 +287,7 @@ static void cpu_caches_on(void)
         const uint32_t sets = ((ccsidr >> 13) & 0x7FFFu) + 1u;
         const uint32_t ways = ((ccsidr >> 3) & 0x3FFu) + 1u;
         const uint32_t line_shift = (ccsidr & 7u) + 4u; /* log2(line bytes) */
-        uint32_t way_shift = 32u;                       /* 32 - log2(ways), rounded up */
+        uint32_t way_shift = 32u; /* 32 - log2(ways), rounded up */
         for (uint32_t w = ways - 1u; w != 0u; w >>= 1) {
             --way_shift;
         }
@@ -306,7 +308,7 @@ static uint32_t setup(void)
 {
 #if !LW_FAMILY_STM32F4
     modify(RCC_PWR_ENR, 0u, RCC_PWREN); /* the PWR registers need their bus clock */
-    (void)lw_reg_read(RCC_PWR_ENR);     /* read back: the enable has taken effect */
+    (void)lw_reg_read(RCC_PWR_ENR); /* read back: the enable has taken effect */
 #endif
     if (!to_reset_clock()) {
         return LW_CLOCK_STEP_RESET_CLOCK;
@@ -382,8 +384,8 @@ static uint32_t setup(void)
         return LW_CLOCK_STEP_FLASH;
     }
     modify(RCC_CFGR, CFGR_HPRE | CFGR_PPRE1 | CFGR_PPRE2, (HPRE_CODE(LW_CLK_AHB_DIV) << 4) | CFGR_BUSES);
-    if ((lw_reg_read(RCC_CFGR) & (CFGR_HPRE | CFGR_PPRE1 | CFGR_PPRE2))
-        != ((HPRE_CODE(LW_CLK_AHB_DIV) << 4) | CFGR_BUSES)) {
+    if ((lw_reg_read(RCC_CFGR) & (CFGR_HPRE | CFGR_PPRE1 | CFGR_PPRE2)) !=
+        ((HPRE_CODE(LW_CLK_AHB_DIV) << 4) | CFGR_BUSES)) {
         return LW_CLOCK_STEP_PRESCALERS;
     }
     if (!wait_bits(RCC_CR, CR_PLLRDY, CR_PLLRDY)) {
@@ -398,8 +400,8 @@ static uint32_t setup(void)
         return LW_CLOCK_STEP_FLASH;
     }
     modify(RCC_CFGR, CFGR_HPRE | CFGR_PPRE1 | CFGR_PPRE2, (HPRE_CODE(LW_CLK_AHB_DIV) << 4) | CFGR_BUSES);
-    if ((lw_reg_read(RCC_CFGR) & (CFGR_HPRE | CFGR_PPRE1 | CFGR_PPRE2))
-        != ((HPRE_CODE(LW_CLK_AHB_DIV) << 4) | CFGR_BUSES)) {
+    if ((lw_reg_read(RCC_CFGR) & (CFGR_HPRE | CFGR_PPRE1 | CFGR_PPRE2)) !=
+        ((HPRE_CODE(LW_CLK_AHB_DIV) << 4) | CFGR_BUSES)) {
         return LW_CLOCK_STEP_PRESCALERS;
     }
     (void)pll_on();

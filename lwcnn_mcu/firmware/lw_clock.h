@@ -15,9 +15,9 @@
 #include "lw_board.h"
 
 typedef struct {
-    uint32_t core_hz;     /* HCLK, computed from the RCC registers read back (0: unknown source) */
-    uint32_t uart_hz;     /* kernel clock of the host UART, likewise */
-    uint32_t fallback;    /* 1: a step failed and the reset clock was restored */
+    uint32_t core_hz; /* HCLK, computed from the RCC registers read back (0: unknown source) */
+    uint32_t uart_hz; /* kernel clock of the host UART, likewise */
+    uint32_t fallback; /* 1: a step failed and the reset clock was restored */
     uint32_t failed_step; /* LW_CLOCK_STEP_* of the step that failed, 0 when none did */
 } lw_clock_t;
 
@@ -29,7 +29,7 @@ void lw_clock_measure(lw_clock_t *out);
 #ifdef LW_REG_MODEL
 uint32_t lw_reg_read(uint32_t addr);
 void lw_reg_write(uint32_t addr, uint32_t value);
-void lw_reg_barrier(void);          /* DSB + ISB */
+void lw_reg_barrier(void); /* DSB + ISB */
 void lw_reg_delay(uint32_t cycles); /* at least this many core clock cycles */
 #else
 static inline uint32_t lw_reg_read(uint32_t addr)
