@@ -317,6 +317,7 @@ def _conv(k: int, op: ir.Conv2D, g: ir.Graph, opts: Options) -> Kernel:
         arrays.insert(0, CArray(f"@z{k}", "int8_t", [-int(v["in_offset"])] * int(v["in_c"]),
                                 f"{op.name}: the input zero point, read for taps outside the input"))
     args["pad_row"] = f"@z{k}" if v["in_place"] else "NULL"
+    args["scratch"] = "NULL"  # the planner's scratch buffer replaces it when the kernel needs one
     overlap = None
     if (v["in_place"] and v["k_h"] == v["k_w"] == 1 and v["stride_h"] == v["stride_w"] == 1
             and v["pad_top"] == v["pad_left"] == 0 and v["in_h"] == v["out_h"] and v["in_w"] == v["out_w"]):
@@ -340,6 +341,7 @@ def _convpool(k: int, op: ir.ConvPool, g: ir.Graph, opts: Options) -> Kernel:
     # pw16 (the convolution's records) only with max pooling of raw accumulators
     v["pw16"] = int(bool(v["pw16"]) and not v["pool_avg"] and bool(v["rq_mono"]))
     arrays, args, checks = _conv_arrays(k, op, g, v, bias, rq)
+    args["scratch"] = "NULL"  # the planner's scratch buffer replaces it when the kernel needs one
     checks.append(("LW_POOL_MAX_PIXELS", int(v["pool_h"] * v["pool_w"]), "pooling window pixels"))
     if _direct(v):
         scratch = 0

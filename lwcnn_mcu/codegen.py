@@ -110,8 +110,6 @@ def _layer(k: int, op: ir.Op, kern: Kernel, g: ir.Graph, plan: MemoryPlan, env: 
     args = dict(kern.args)
     if k in plan.scratch:
         args["scratch"] = f"arena + {plan.scratch[k]}"
-    elif kern.kind in ("conv", "convpool"):
-        args["scratch"] = "NULL"
     x = [args.get(f"in{j}", "") if g.t(i).is_const else plan.expr(i)
          for j, i in enumerate(op.inputs) if i >= 0 and (not g.t(i).is_const or f"in{j}" in args)]
     call = env.get_template(f"ops/{kern.kind}.c.j2").render(op=op, p="p", x=x, y=plan.expr(y), c=args).strip()

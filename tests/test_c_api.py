@@ -86,7 +86,7 @@ def user_program(name: str) -> str:
     return USER_PROGRAM.replace("@U", name.upper()).replace("@GUARD", str(GUARD)).replace("@", name)
 
 
-def build_user_program(c: compiler.Compiled, root: Path, cxx: bool = False) -> Path:
+def build_user_program(c: compiler.Compiled, root: Path, cxx: bool = False, opt: str = "-O1") -> Path:
     """The model's C compiled as C99 (strict), the user program as C99 or C++17, linked."""
     root.mkdir(parents=True, exist_ok=True)
     for fname, text in c.gen.files.items():
@@ -96,14 +96,14 @@ def build_user_program(c: compiler.Compiled, root: Path, cxx: bool = False) -> P
     objs = []
     for src in sorted(n for n in c.gen.files if n.endswith(".c")):
         obj = root / (src + ".o")
-        r = subprocess.run([cc, *CFLAGS, "-O1", "-c", str(root / src), "-o", str(obj)], capture_output=True, text=True)
+        r = subprocess.run([cc, *CFLAGS, opt, "-c", str(root / src), "-o", str(obj)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-3000:]
         objs.append(str(obj))
     exe = root / "user"
     if cxx:
-        cmd = ["g++", *CXXFLAGS, "-O1", "-I", str(root), str(root / "user.cpp"), *objs, "-o", str(exe)]
+        cmd = ["g++", *CXXFLAGS, opt, "-I", str(root), str(root / "user.cpp"), *objs, "-o", str(exe)]
     else:
-        cmd = [cc, *CFLAGS, "-O1", "-I", str(root), str(root / "user.c"), *objs, "-o", str(exe)]
+        cmd = [cc, *CFLAGS, opt, "-I", str(root), str(root / "user.c"), *objs, "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     return exe
@@ -117,18 +117,18 @@ def run_user_program(c: compiler.Compiled, exe: Path, x: np.ndarray) -> np.ndarr
     return np.fromfile(exe.parent / "y.bin", np.int8)
 
 
-def check_documented_usage(c: compiler.Compiled, root: Path) -> None:
+def check_documented_usage(c: compiler.Compiled, root: Path, opt: str = "-O1") -> None:
     """For the op table: the documented usage compiles as C99 and C++17 and runs, on both arenas."""
     shape = c.graph.input.shape[1:]
     x = np.random.default_rng(3).normal(0, 2, shape).astype(np.float32)
     xq = reference.quantize_input(x, c.graph.input.scale, c.graph.input.zero_point).reshape(1, -1)
     expect = reference.tflm_run(c.tflite, xq, c.graph.input.shape)[0]
     for cxx in (False, True):
-        exe = build_user_program(c, root / ("cxx" if cxx else "c"), cxx=cxx)
+        exe = build_user_program(c, root / ("cxx" if cxx else "c"), cxx=cxx, opt=opt)
         np.testing.assert_array_equal(run_user_program(c, exe, x), expect)
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
 def test_documented_usage_of_each_shipped_model(name, tmp_path):  # noqa: ANN001
     check_documented_usage(compiler.compile_model(name), tmp_path)
 

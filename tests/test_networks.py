@@ -137,3 +137,46 @@ def test_compiling_a_keras_model_twice_gives_identical_files(keras, tmp_path):  
     second = compiler.compile_model(str(tmp_path / "a.keras"), calib=calib)
     assert first.tflite == second.tflite
     assert first.gen.files == second.gen.files
+
+
+def _convert_default(keras, model, calib):  # noqa: ANN001, ANN202
+    """TFLiteConverter.from_keras_model as the TensorFlow guide writes it: batch -1 in the signature."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+    return bytes(conv.convert())
+
+
+def test_converter_default_export_with_dynamic_batch_compiles(keras, tmp_path):  # noqa: ANN001
+    """A .tflite whose input signature has batch -1 (the converter's default) compiles as batch 1, as
+    TFLite Micro runs it, and equals TFLite Micro; other dynamic dimensions are refused clearly."""
+    from lwcnn_mcu import compiler
+    from lwcnn_mcu.errors import LwcnnError
+    from lwcnn_mcu.frontend import tflite
+
+    L = keras.layers
+    inp = keras.Input((12, 10, 2))
+    x = L.Conv2D(6, 3, activation="relu")(inp)
+    x = L.GlobalAveragePooling2D()(x)
+    m = keras.Model(inp, L.Dense(4)(x))
+    randomize(m, seed=2)
+    calib = np.random.default_rng(0).normal(0, 1, (32, 12, 10, 2)).astype(np.float32)
+    buf = _convert_default(keras, m, calib)
+    path = tmp_path / "dyn.tflite"
+    path.write_bytes(buf)
+    model = tflite.parse_model(buf, "dyn")
+    sg = model.subgraphs[0]
+    assert int(sg.tensors[sg.inputs[0]].shapeSignature[0]) == -1  # the door this test is about
+    c = compiler.compile_model(str(path))
+    x = random_inputs(c, 20)
+    np.testing.assert_array_equal(hostrun.build_host(c.gen.files).run(x),
+                                  reference.tflm_run(c.tflite, x, c.graph.input.shape))
+    inp2 = keras.Input((None, 10, 2))
+    m2 = keras.Model(inp2, L.Dense(4)(L.GlobalAveragePooling2D()(L.Conv2D(6, 3)(inp2))))
+    (tmp_path / "dynh.tflite").write_bytes(_convert_default(keras, m2, calib))
+    with pytest.raises(LwcnnError, match=r"input shape \[-1, -1, 10, 2\] is dynamic beyond the batch"):
+        compiler.compile_model(str(tmp_path / "dynh.tflite"))

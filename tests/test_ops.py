@@ -142,6 +142,10 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     for flags in ({}, {"simd": True}):
         san = hostrun.build_host(c.gen.files, sanitize=True, opt="-O1", **flags).run(x[:6])
         assert np.array_equal(san, expect[:6]), f"{case} {flags} under sanitizers"
+    # the header's documented usage, as C99 and C++17 (issue: the C API as an engineer integrates it)
+    from tests.test_c_api import check_documented_usage
+
+    check_documented_usage(c, tmp_path / "user", opt="-O0")
     seen = [c.gen.files]
     for name, opts in VARIANTS.items():
         v = compiler.recompile(c, opts)

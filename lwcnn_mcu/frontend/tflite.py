@@ -233,9 +233,12 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
                              "full-int8 model. Give the .keras model (lwcnn-mcu quantizes it) or convert with "
                              "inference_input_type/inference_output_type=tf.int8")
         sig = sg.tensors[tid].shapeSignature
-        if (sig is not None and any(int(d) < 0 for d in sig)) or not t.shape or t.shape[0] != 1:
-            raise LwcnnError(f"{source}: the {role} shape {list(sig if sig is not None else t.shape)} is dynamic "
-                             "or batched; lwcnn-mcu compiles batch-1 models with a fixed shape")
+        dims = [int(d) for d in (sig if sig is not None else t.shape)]
+        # batch -1 (what TFLiteConverter.from_keras_model writes) runs as batch 1, as in TFLite Micro
+        if any(d < 0 for d in dims[1:]) or not t.shape or t.shape[0] != 1:
+            raise LwcnnError(f"{source}: the {role} shape {dims} is dynamic beyond the batch or has a batch of "
+                             f"{t.shape[0] if t.shape else 0}; lwcnn-mcu compiles batch-1 models (batch -1 runs as 1) "
+                             "with fixed other dimensions")
 
     ops: list[ir.Op] = []
     for k, op in enumerate(sg.operators or []):
