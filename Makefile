@@ -32,8 +32,9 @@ $(VENV)/.installed: pyproject.toml
 lint: venv
 	$(BIN)/ruff check .
 
+# -n auto: one pytest worker per core (pytest-xdist); the summary line stays the last line
 test: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
 
 # The main job: the shipped MNIST model compiled to C, verified bit for bit against TFLite Micro on
 # the test set, then built for the emulated Cortex-M4 board, booted, compared with the host, and

@@ -42,13 +42,13 @@ VARIANTS = ("plain", "plain+aug", "stage 1 only", "stages 1 + 2")
 
 
 def run_variant(dataset: str, arch: str | None, variant: str, seed: int, epochs: int, stage2_epochs: int,
-                quick: bool) -> dict[str, Any]:
+                quick: bool, train_images: int | None = None) -> dict[str, Any]:
     """One variant with one seed (a Dask task)."""
     from lwcnn_mcu import search
 
     search._limit_threads()
     recipe = training.RECIPES[dataset]
-    split = training.Split.of(datasets.load(dataset), quick)
+    split = training.Split.of(datasets.load(dataset), quick, train_images)
     arch = "tiny" if quick else (arch or recipe.arch)
     batch = 64 if quick else recipe.batch
     shape = tuple(split.x_tr.shape[1:])
@@ -153,8 +153,10 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(result: dict[str, Any]) -> str:
     seeds = result["seeds"]
+    n = f", first {result['train_images']:,} training images" if result.get("train_images") else ""
     md = [f"Ablation on {result['dataset']} ({result['architecture']}, {result['params']:,} params, "
-          f"{result['epochs']} epochs each, {len(seeds)} seed(s) {seeds}; commit {result['commit']}, {result['date']})",
+          f"{result['epochs']} epochs each{n}, {len(seeds)} seed(s) {seeds}; commit {result['commit']}, "
+          f"{result['date']})",
           "", "| variant | test accuracy (mean ± sd) | per seed | validation (mean) | vs plain: mean diff, "
               "paired t p, sign-flip p | time per run (s) | note |",
           "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -178,6 +180,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--seeds", type=int, default=1, help="how many seeds per variant")
     ap.add_argument("--arch", default=None, help="architecture (default: the dataset's recipe)")
+    ap.add_argument("--train-images", type=int, default=None,
+                    help="train on the first N training images (default: all; validation and test unchanged)")
     ap.add_argument("--quick", action="store_true", help="tiny subset and architecture (a smoke test)")
     ap.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
     ap.add_argument("--scheduler", default=None, help="an existing Dask scheduler, tcp://HOST:8786")
@@ -191,10 +195,11 @@ def main() -> None:
     arch = "tiny" if args.quick else (args.arch or training.RECIPES[args.dataset].arch)
     seeds = list(range(args.seed, args.seed + args.seeds))
     stem = f"ablation-{args.dataset}-{arch}" + (f"-s{args.seeds}x{args.epochs}" if args.seeds > 1 else "") \
-        + ("-quick" if args.quick else "")
+        + (f"-n{args.train_images}" if args.train_images else "") + ("-quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / f"{stem}.runs.jsonl"
-    key = {"dataset": args.dataset, "arch": arch, "epochs": args.epochs, "stage2_epochs": args.stage2_epochs}
+    key = {"dataset": args.dataset, "arch": arch, "epochs": args.epochs, "stage2_epochs": args.stage2_epochs,
+           "train_images": args.train_images}
     runs = []
     if log.is_file():  # continue a stopped run: keep what finished with the same settings
         for line in log.read_text().splitlines():
@@ -210,7 +215,7 @@ def main() -> None:
             len(todo), search.os.cpu_count() or 1)))
         try:
             futs = [cl.client.submit(run_variant, args.dataset, args.arch, v, s, args.epochs, args.stage2_epochs,
-                                     args.quick, pure=False) for v, s in todo]
+                                     args.quick, args.train_images, pure=False) for v, s in todo]
             for f in as_completed(futs):
                 r = f.result()
                 r["key"] = key
@@ -223,6 +228,7 @@ def main() -> None:
             cl.close()
     result = {"dataset": args.dataset, "architecture": arch, "params": runs[0]["params"], "epochs": args.epochs,
               "stage2_epochs": min(args.stage2_epochs, args.epochs - 1), "seed": args.seed, "seeds": seeds,
+              "train_images": args.train_images,
               "quick": args.quick, "rows": summarize(runs), "runs": sorted(runs, key=lambda r: (r["seed"],
                                                                                             r["variant"])),
               "machine": bench.machine(), "commit": bench._git_commit(),

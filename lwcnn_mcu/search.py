@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -359,6 +360,10 @@ def load_or_create(study_name: str, storage: Any, cfg: SearchConfig | None) -> A
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     study = optuna.create_study(study_name=study_name, storage=storage, directions=list(DIRECTIONS),
                                 sampler=sampler, load_if_exists=True)
+    # a continued study draws new candidates: the sampler's seed moves on with the trials already there
+    # (the same seed again would repeat the first run's random start-up candidates)
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.get_trials(deepcopy=False)),
+                                               multivariate=True, group=True, n_startup_trials=8)
     want = cfg.as_attrs()
     have = study.user_attrs.get("config")
     if have is None:
@@ -495,7 +500,16 @@ def _run_loop(cfg: SearchConfig, study: Any, client: Any, url: str | Any, folder
     submitted = done = 0
     running: dict[Any, Any] = {}
     ac = as_completed()
-    last_beat = time.time()
+    stop = threading.Event()
+
+    def beat() -> None:  # the driver's heartbeat: other drivers leave its running trials alone
+        while not stop.wait(30):
+            try:
+                study.set_user_attr(f"driver:{me}", time.time())
+            except Exception:  # noqa: BLE001 - a storage hiccup: try again next time
+                pass
+
+    threading.Thread(target=beat, daemon=True, name="lwcnn-search-heartbeat").start()
 
     def submit() -> None:
         nonlocal submitted
@@ -541,11 +555,9 @@ def _run_loop(cfg: SearchConfig, study: Any, client: Any, url: str | Any, folder
         done += 1
         if progress:
             progress(done, trials, desc)
-        if time.time() - last_beat > 30:
-            study.set_user_attr(f"driver:{me}", time.time())
-            last_beat = time.time()
         if submitted < trials:
             submit()
+    stop.set()
 
 
 # ------------------------------------------------------------------------------------------------ report
