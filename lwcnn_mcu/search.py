@@ -642,7 +642,10 @@ def plot(report: dict[str, Any], path: Path, reference: dict[str, Any] | None = 
         if reference and reference.get(key) is not None and reference.get("val_accuracy") is not None:
             ax.scatter([reference[key]], [100 * reference["val_accuracy"]], marker="*", s=120, c="tab:blue",
                        label=f"shipped {reference['name']}")
-        ax.set_xscale("log")
+        if rows or (reference and reference.get(key)):
+            ax.set_xscale("log")
+        else:
+            ax.text(0.5, 0.5, "no trained trial within the budgets yet", ha="center", transform=ax.transAxes)
         ax.set_xlabel(label)
         ax.set_ylabel("int8 validation accuracy (%)")
         ax.grid(alpha=0.3)
@@ -743,6 +746,8 @@ def print_report(r: dict[str, Any], console: Any) -> None:
                   fmt_count(s["flash_bytes"]), fmt_count(s["instructions"]), f"{100 * s['val_accuracy']:.2f}%",
                   style="dim")
     console.print(t)
+    for x in r["pareto"]:  # the architecture in full (a narrow terminal squeezes the table's column)
+        console.print(f"  trial {x['trial']}: --arch {x['arch']}  ({x['model']})", soft_wrap=True)
     n = r["trials"]
     console.print(f"{r['trials_done']} trials done ({n['complete']} trained, {n['pruned']} pruned before training, "
                   f"{n['fail']} failed); storage {r['storage']}")
