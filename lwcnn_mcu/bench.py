@@ -431,7 +431,7 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         link = open_port(via(url) if via else url, retries=50 if url.startswith("socket://") else 1)
         dev = Device(link, timeout=device_timeout, expected_hash=c.graph.model_hash, model_name=c.gen.name)
         try:  # first contact: nothing measured yet, so a failure here is a plain error
-            info = dev.wait_ready(60.0) if emulated else dev.info()
+            info = dev.wait_ready(120.0) if emulated else dev.info()
         except WrongModel as exc:
             raise LwcnnError(f"{exc} ({c.source}); build and flash this model first") from None
         except TransportError as exc:
