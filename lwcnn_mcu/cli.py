@@ -49,18 +49,6 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def _short_layer_names(names: list[str]) -> list[str]:
-    """TFLite tensor names shortened for a table to the Keras layer: the first of ';'-joined names,
-    without the model-name prefix they all share, up to the next '/'
-    ("unified_1/b1_pool_1/MaxPool2d;..." -> "b1_pool_1"). JSON keeps the full names."""
-    first = [n.split(";")[0] for n in names]
-    prefixes = {n.split("/")[0] for n in first if "/" in n}
-    if len(prefixes) == 1:
-        (p,) = prefixes
-        first = [n[len(p) + 1:] if n.startswith(p + "/") else n for n in first]
-    return [n.split("/")[0] or n for n in first]
-
-
 @app.command("compile")
 def compile_cmd(model: ModelArg,
                 out: Annotated[Path | None, typer.Option("-o", "--out",
@@ -92,7 +80,7 @@ def compile_cmd(model: ModelArg,
     for col in ("#", "layer", "op", "output", "params", "MACs", "arena at"):
         t.add_column(col, justify="right" if col in ("#", "params", "MACs", "arena at") else "left",
                      no_wrap=col != "layer")
-    names = _short_layer_names([row["name"] for row in r["layers"]])
+    names = [row["name"] for row in r["layers"]]  # short Keras names (passes.name_layers)
     for i, (row, name) in enumerate(zip(r["layers"], names, strict=True)):
         off = row["arena_offset"]
         shape = row["output_shape"][1:] if row["output_shape"][:1] == [1] else row["output_shape"]  # batch 1
@@ -450,7 +438,7 @@ def _print_bench(r: dict[str, Any]) -> None:
             lt.add_column(col, justify="right" if col in ("#", "MACs", unit, "share") else "left",
                           no_wrap=col not in ("layer", ""))
         total = sum(x[unit] for x in r["layers"]) or 1
-        names = _short_layer_names([x["name"] for x in r["layers"]])
+        names = [x["name"] for x in r["layers"]]
         for x, name in zip(r["layers"], names, strict=True):
             share = x[unit] / total
             lt.add_row(str(x["layer"]), name, x["op"].replace("_2D", ""), f"{x['macs']:,}", f"{x[unit]:,}",

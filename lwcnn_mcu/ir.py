@@ -449,7 +449,6 @@ class Relu(Requantize):
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
                                     ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
-KERNEL_KINDS: tuple[str, ...] = tuple(dict.fromkeys(c.kind for c in OP_CLASSES))
 
 
 @dataclass(frozen=True)
