@@ -204,6 +204,23 @@ def check_name(name: str) -> str:
     return name
 
 
+_CTYPES = {"float32": "float", "uint8": "uint8_t", "int8": "int8_t"}
+
+
+def _io_context(g: ir.Graph, plan: MemoryPlan) -> dict[str, Any] | None:
+    """The entry point on the model's own I/O types (``NAME_invoke_float`` / ``NAME_invoke_u8``), or None
+    for an int8 model: its types, where the staged int8 tensors are, and the uint8 conversion tables."""
+    if g.edge_in is None and g.edge_out is None:
+        return None
+    din, dout = g.io_dtypes
+    staged_in, staged_out = (plan.placements[t].offset if plan.placements[t].where == "arena" else None
+                             for t in (g.input.id, g.output.id))
+    return {"suffix": "float" if "float32" in (din, dout) else "u8", "in_dtype": din, "out_dtype": dout,
+            "in_type": _CTYPES[din], "out_type": _CTYPES[dout], "in_off": staged_in, "out_off": staged_out,
+            "in_table": g.edge_in.lowered.get("table") if g.edge_in else None,
+            "out_table": g.edge_out.lowered.get("table") if g.edge_out else None}
+
+
 def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: str = "lwcnn") -> Generated:
     """Render the C of a model. ``name`` prefixes every file (``name_model.h``), function
     (``name_invoke``), constant array (``name_w0``) and macro (``NAME_ARENA_BYTES``), so several
@@ -219,7 +236,8 @@ def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: s
     checks = [{"limit": lim, "value": value, "message": f"layer {k}: {why}"}
               for k, kern in enumerate(kernels) for lim, value, why in kern.checks]
     weights_bytes = sum(a.nbytes for a in arrays) + sum(4 * len(layer["fields"]) for layer in layers if layer["call"])
-    ctx = {"g": g, "provenance": prov, "arena_bytes": plan.arena_bytes, "in_hwc": g.input.nhwc,
+    ctx = {"io": _io_context(g, plan), "g": g, "provenance": prov, "arena_bytes": plan.arena_bytes,
+           "in_hwc": g.input.nhwc,
            "input_scale": c_float(g.input.scale), "output_scale": c_float(g.output.scale), "name": name,
            "NAME": name.upper(), "weights_bytes": weights_bytes, "in_shape": list(g.input.shape),
            "out_shape": list(g.output.shape)}

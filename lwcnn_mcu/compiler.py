@@ -164,6 +164,7 @@ def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], pl
         "model": str(path),
         "model_sha256": g.model_hash,
         "c_name": gen.name,
+        "io": {"input": g.io_dtypes[0], "output": g.io_dtypes[1]},  # the model's own types (int8 core inside)
         "input_shape": list(g.input.shape),
         "input_scale": g.input.scale,
         "input_zero_point": g.input.zero_point,

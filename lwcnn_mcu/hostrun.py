@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,15 +32,17 @@ class HostModel:
     in_size: int
     out_size: int
     n_layers: int
+    in_dtype: str = "int8"  # the entry point it runs: int8 (NAME_invoke) or the model's own types
+    out_dtype: str = "int8"
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """x: (N, in_size) int8 -> (N, out_size) int8."""
-        x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.int8)
+        """x: (N, in_size) of in_dtype -> (N, out_size) of out_dtype."""
+        x = np.ascontiguousarray(x.reshape(len(x), -1), dtype=self.in_dtype)
         with tempfile.TemporaryDirectory() as d:
             fin, fout = Path(d) / "in.bin", Path(d) / "out.bin"
             fin.write_bytes(x.tobytes())
             self._exec([str(fin), str(len(x)), str(fout)])
-            return np.frombuffer(fout.read_bytes(), np.int8).reshape(len(x), self.out_size).copy()
+            return np.frombuffer(fout.read_bytes(), self.out_dtype).reshape(len(x), self.out_size).copy()
 
     def trace(self, x: np.ndarray) -> dict[int, np.ndarray]:
         """Every layer's output for one input."""
@@ -78,18 +81,35 @@ def model_header(files: dict[str, str]) -> str:
     return headers[0]
 
 
-def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2", simd: bool = False) -> HostModel:
+_IO_ENTRY = re.compile(r"^int (\w+_invoke_(?:float|u8))\(const (\w+) \*input, (\w+) \*output\);$", re.M)
+_DTYPES = {"float": "float32", "uint8_t": "uint8", "int8_t": "int8"}
+
+
+def io_entry(files: dict[str, str]) -> tuple[str, str, str] | None:
+    """The model's entry point on its own I/O types (function, input dtype, output dtype), if it has one."""
+    m = _IO_ENTRY.search(files[model_header(files)])
+    return (m.group(1), _DTYPES[m.group(2)], _DTYPES[m.group(3)]) if m else None
+
+
+def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2", simd: bool = False,
+               io: bool = False) -> HostModel:
     """Compile the generated sources plus the host harness into an executable (cached by content).
 
     simd=True builds the kernels' SIMD (Cortex-M DSP) code path with exact C models of SXTB16,
-    SMLAD and SMMULR (-DLW_SIMD_EMULATE), so the host tests check that path too."""
+    SMLAD and SMMULR (-DLW_SIMD_EMULATE), so the host tests check that path too. io=True runs the
+    model's entry point on its own I/O types (NAME_invoke_float / NAME_invoke_u8) instead of the
+    int8 NAME_invoke; a model without one (int8 I/O) runs NAME_invoke either way."""
     host = codegen.templates_dir() / "host"
     sources = dict(files)
     header = model_header(files)
     prefix = header.removesuffix("_model.h")
+    entry = io_entry(files) if io else None
+    fn, din, dout = entry if entry else (f"{prefix}_invoke", "int8", "int8")
+    ctype = {v: k for k, v in _DTYPES.items()}
     sources["lw_host_model.h"] = (f'#include "{header}"\n#define LW_HOST_INPUT_SIZE {prefix.upper()}_INPUT_SIZE\n'
                                   f"#define LW_HOST_OUTPUT_SIZE {prefix.upper()}_OUTPUT_SIZE\n"
-                                  f"#define LW_HOST_INVOKE {prefix}_invoke\n")
+                                  f"#define LW_HOST_INVOKE {fn}\n#define LW_HOST_IN_T {ctype[din]}\n"
+                                  f"#define LW_HOST_OUT_T {ctype[dout]}\n")
     sources["lw_host_main.c"] = (host / "lw_host_main.c").read_text()
     sources["lwcnn_hooks.h"] = (host / "lwcnn_hooks.h").read_text()
     flags = STRICT + [opt, "-DLWCNN_HAVE_HOOKS"] + (SANITIZE + ["-g"] if sanitize else []) \
@@ -121,4 +141,4 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
         raise KeyError(name)
 
     up = prefix.upper()
-    return HostModel(exe, macro(f"{up}_INPUT_SIZE"), macro(f"{up}_OUTPUT_SIZE"), macro(f"{up}_NUM_LAYERS"))
+    return HostModel(exe, macro(f"{up}_INPUT_SIZE"), macro(f"{up}_OUTPUT_SIZE"), macro(f"{up}_NUM_LAYERS"), din, dout)

@@ -32,7 +32,7 @@ class Tensor:
     id: int  # index of the tensor in the .tflite subgraph (used by traces)
     name: str
     shape: tuple[int, ...]
-    dtype: str  # "int8" | "int32"
+    dtype: str  # "int8" | "int32" | "uint8" | "float32" (the last two only at a model's edges)
     quant: QuantParams | None
     data: np.ndarray | None = None  # constants only
 
@@ -446,6 +446,51 @@ class Relu(Requantize):
         return dataclasses.replace(self, lowered=lowered)
 
 
+@dataclass(frozen=True)
+class Quantize(Op):
+    """QUANTIZE at a model's edge: its float32 or uint8 input to the int8 core, or the core's int8
+    output to uint8. Not a kernel: the frontend keeps it out of the ops (``Graph.edge_in`` /
+    ``edge_out``) and the C API's ``NAME_invoke_<type>`` entry point does it, exactly as TFLite
+    Micro's quantize kernel:
+
+    * float32 -> int8 (AffineQuantize): round(x / scale) in float, halves away from zero, plus the
+      zero point, clamped; the C prints ``scale`` and ``zero_point``;
+    * uint8 -> int8 and int8 -> uint8 (Requantize): MultiplyByQuantizedMultiplier of (q - in zero
+      point) by in_scale / out_scale, plus the out zero point, clamped: a 256-entry ``table``."""
+
+    kind: ClassVar[str] = "quantize"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("QUANTIZE",)
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        if x.dtype == "float32":
+            return dataclasses.replace(self, lowered={"scale": y.scale, "zero_point": y.zero_point})
+        mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        lo, hi = (-128, 127) if y.dtype == "int8" else (0, 255)
+        codes = range(-128, 128) if x.dtype == "int8" else range(256)
+        table = [max(lo, min(hi, quant.multiply_by_quantized_multiplier(q - x.zero_point, mult, shift)
+                             + y.zero_point)) for q in codes]
+        return dataclasses.replace(self, lowered={"table": table})
+
+
+@dataclass(frozen=True)
+class Dequantize(Op):
+    """DEQUANTIZE of the int8 core's output to float32 at the model's edge (done by the C API's
+    ``NAME_invoke_float``): TFLite Micro computes (float)(double(scale) * (q - zero point)); with
+    |q - zero point| <= 255 the double product is exact, so one float32 multiply gives the same float."""
+
+    kind: ClassVar[str] = "dequantize"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("DEQUANTIZE",)
+
+    def lower(self, g: Graph) -> Op:
+        x, _ = self._io(g)
+        return dataclasses.replace(self, lowered={"scale": x.scale, "zero_point": x.zero_point})
+
+
+#: The conversions at a model's edges (float32 / uint8 I/O around the int8 core): read by the
+#: frontend into ``Graph.edge_in`` / ``edge_out`` (not ``Graph.ops``), lowered with the ops.
+EDGE_CLASSES: tuple[type[Op], ...] = (Quantize, Dequantize)
+
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
                                     ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
@@ -460,6 +505,10 @@ class Graph:
     outputs: tuple[int, ...]
     model_hash: str = ""
     keras_layers: tuple[str, ...] = ()  # the Keras model's layer names, when it came from one
+    #: the QUANTIZE / DEQUANTIZE between the model's own float32 / uint8 input or output and the int8
+    #: core (lowered; None when that side is int8): ``inputs``/``outputs`` are then the core's tensors
+    edge_in: Op | None = None
+    edge_out: Op | None = None
 
     def t(self, tid: int) -> Tensor:
         return self._index[tid]
@@ -491,3 +540,9 @@ class Graph:
 
     def replace(self, **kw: Any) -> Graph:
         return dataclasses.replace(self, **kw)
+
+    @property
+    def io_dtypes(self) -> tuple[str, str]:
+        """The dtypes of the model's own input and output (int8, uint8 or float32)."""
+        return (self.t(self.edge_in.inputs[0]).dtype if self.edge_in else "int8",
+                self.t(self.edge_out.outputs[0]).dtype if self.edge_out else "int8")

@@ -18,7 +18,8 @@ Pass = Callable[[ir.Graph], ir.Graph]
 
 def lower_ops(g: ir.Graph) -> ir.Graph:
     """Compute every op's fixed-point constants (multipliers, shifts, offsets, clamps, pads)."""
-    return g.replace(ops=tuple(op.lower(g) for op in g.ops))
+    return g.replace(ops=tuple(op.lower(g) for op in g.ops), edge_in=g.edge_in.lower(g) if g.edge_in else None,
+                     edge_out=g.edge_out.lower(g) if g.edge_out else None)
 
 
 def fold_constant_reshapes(g: ir.Graph) -> ir.Graph:
@@ -172,7 +173,8 @@ def name_layers(g: ir.Graph) -> ir.Graph:
 
 def prune_tensors(g: ir.Graph) -> ir.Graph:
     """Keep only the tensors that some op or the graph's interface still uses."""
-    used = {i for op in g.ops for i in op.inputs + op.outputs if i >= 0} | set(g.inputs) | set(g.outputs)
+    edges = [op for op in (g.edge_in, g.edge_out) if op is not None]
+    used = {i for op in list(g.ops) + edges for i in op.inputs + op.outputs if i >= 0} | set(g.inputs) | set(g.outputs)
     return g.replace(tensors=tuple(t for t in g.tensors if t.id in used))
 
 

@@ -4,7 +4,8 @@ Algorithm
 ---------
 1. **Lifetimes.** Ops run in graph order 0..N-1. A tensor lives from the op that writes it to the
    last op that reads it (both inclusive). The model's input is read from the caller's buffer and
-   its output written straight into the caller's buffer, so neither takes arena space.
+   its output written straight into the caller's buffer, so neither takes arena space - except on
+   a side whose own type is float32 or uint8 (``staged_io``): there the int8 tensor is in the arena.
 2. **Aliases.** Tensors that must or may hold the same bytes are merged into one *buffer*:
    a RESHAPE's output is its input under another shape (always merged; zero cost); an op that
    may work in place (ADD, SOFTMAX, QUANTIZE/RELU: ``Op.INPLACE_INPUT``) writes over its input
@@ -152,6 +153,13 @@ def _place(buffers: list[Buffer]) -> tuple[int, list[Buffer]]:
     return arena, out
 
 
+def staged_io(g: ir.Graph) -> tuple[bool, bool]:
+    """Whether the int8 core's input / output lives in the arena: on a side where the model's own
+    type is float32 or uint8 (``Graph.edge_in`` / ``edge_out``), the C API's ``NAME_invoke_<type>``
+    converts straight into (out of) the arena, and ``NAME_invoke`` copies the int8 values there."""
+    return g.edge_in is not None, g.edge_out is not None
+
+
 def plan_memory(g: ir.Graph, kernels: Sequence[Kernel]) -> MemoryPlan:
     """Place every activation tensor and kernel scratch buffer of ``g`` (whose ops run as
     ``kernels``, from :func:`lwcnn_mcu.backend.kernels`)."""
@@ -224,10 +232,11 @@ def plan_memory(g: ir.Graph, kernels: Sequence[Kernel]) -> MemoryPlan:
 
     placements: dict[int, Placement] = {}
     buffers: list[Buffer] = []
+    staged = staged_io(g)
     for root, members in roots.items():
-        if any(m in g.inputs for m in members):
+        if any(m in g.inputs for m in members) and not staged[0]:
             placements.update({m: Placement("input") for m in members})
-        elif any(m in g.outputs for m in members):
+        elif any(m in g.outputs for m in members) and not staged[1]:
             placements.update({m: Placement("output") for m in members})
         else:
             buffers.append(Buffer(root, tuple(Part(m, member_off.get(m, 0), g.t(m).nbytes, life[m])

@@ -115,3 +115,28 @@ def mean_params(in_scale: float, out_scale: float, count: int) -> tuple[int, int
     k = min(k, 31 + shift)
     mult = int((mult << k) // count)
     return mult, shift - k
+
+
+def srdhm(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int32 (TFLite's MultiplyByQuantizedMultiplier core)."""
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    v = ab + nudge
+    return v >> 31 if v >= 0 else -((-v) >> 31)  # C++ division truncates toward zero
+
+
+def rounding_divide_by_pot(x: int, exponent: int) -> int:
+    """gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero."""
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """TFLite MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift) (the 32-bit version)."""
+    left = shift if shift > 0 else 0
+    right = -shift if shift < 0 else 0
+    return rounding_divide_by_pot(srdhm(x * (1 << left), multiplier), right)

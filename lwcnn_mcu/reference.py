@@ -11,13 +11,15 @@ import numpy as np
 from lwcnn_mcu.util import capture_fd2
 
 
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8 like TFLite's QUANTIZE: round half away from zero of x/scale, plus zero point."""
-    v = np.clip(np.asarray(x, np.float32) / np.float32(scale), -256, 256)  # wider than int8 after the zero point
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
+    """float -> int8 (or uint8) like TFLite's QUANTIZE: round half away from zero of x/scale (in float32),
+    plus the zero point, clamped."""
+    v = np.clip(np.asarray(x, np.float32) / np.float32(scale), -512, 512)  # wider than the type after the zero point
     r = np.trunc(v)
-    frac = v - r  # exact for |v| <= 256
+    frac = v - r  # exact for |v| <= 512
     r = r + (frac >= 0.5) - (frac <= -0.5)  # std::round: halves away from zero (floor(|v| + 0.5) can round up)
-    return np.clip(r + zero_point, -128, 127).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(r + zero_point, info.min, info.max).astype(dtype)
 
 
 def _tflm(buf: bytes, preserve: bool = False):  # noqa: ANN202
@@ -29,14 +31,14 @@ def _tflm(buf: bytes, preserve: bool = False):  # noqa: ANN202
 
 
 def tflm_run(buf: bytes, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
-    """Run TFLite Micro on each input (N, ...) int8; returns (N, out_size) int8."""
+    """Run TFLite Micro on each input (N, ...) of the model's input type; returns (N, out_size) of its output type."""
     interp = _tflm(buf)
     outs = []
     for i in range(len(x)):
         interp.set_input(x[i].reshape(in_shape), 0)
         interp.invoke()
         outs.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
-    return np.stack(outs).astype(np.int8)
+    return np.stack(outs)
 
 
 def tflm_trace(buf: bytes, x: np.ndarray, in_shape: tuple[int, ...], tensor_ids: list[int]) -> dict[int, np.ndarray]:
@@ -77,4 +79,4 @@ def litert_run(buf: bytes, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarr
         interp.set_tensor(i_idx, x[i].reshape(in_shape))
         interp.invoke()
         outs.append(interp.get_tensor(o_idx).reshape(-1).copy())
-    return np.stack(outs).astype(np.int8)
+    return np.stack(outs)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lwcnn_mcu import compiler, datasets, hostrun, reference
+from lwcnn_mcu import compiler, datasets, hostrun, ir, reference
 from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.frontend import keras_model
 
@@ -52,9 +52,37 @@ def load_test_data(model: str, dataset: str | None, data: str | None, labels: st
     return TestData(None, None, "random int8 inputs")
 
 
+def model_inputs(g: ir.Graph, td: TestData, n: int) -> np.ndarray:
+    """The test inputs in the model's own input type: the data quantized as its QUANTIZE would (or as
+    given, for float32), else random values over the whole int8/uint8 range (float32: the range the
+    input's quantization covers, and 10% beyond it on each side)."""
+    din = g.io_dtypes[0]
+    rng = np.random.default_rng(0)
+    shape = (n,) + tuple(g.input.shape[1:])
+    if din == "float32":
+        if td.x is not None:
+            return td.x.astype(np.float32)
+        lo, hi = ((q - g.input.zero_point) * g.input.scale for q in (-128, 127))
+        pad = 0.1 * (hi - lo)
+        return rng.uniform(lo - pad, hi + pad, shape).astype(np.float32)
+    if td.x is None:
+        return rng.integers(*((-128, 128) if din == "int8" else (0, 256)), shape).astype(din)
+    t = g.t(g.edge_in.inputs[0]) if g.edge_in is not None else g.input
+    return reference.quantize_input(td.x, t.scale, t.zero_point, din)
+
+
+def core_input(g: ir.Graph, x: np.ndarray) -> np.ndarray:
+    """The int8 core's input for inputs in the model's own type (what its edge QUANTIZE makes of them)."""
+    if g.edge_in is None:
+        return x
+    if "table" in g.edge_in.lowered:
+        return np.asarray(g.edge_in.lowered["table"], np.int8)[x.astype(np.int64)]
+    return reference.quantize_input(x, g.input.scale, g.input.zero_point)
+
+
 def first_divergence(c: compiler.Compiled, host: hostrun.HostModel, x: np.ndarray) -> dict[str, Any] | None:
-    """Run one input through both and name the first layer whose output differs."""
-    tr = host.trace(x)
+    """Run one input (in the model's own type) through both and name the first layer whose output differs."""
+    tr = host.trace(core_input(c.graph, x))
     ids = [op.outputs[0] for op in c.graph.ops]
     ref = reference.tflm_trace(c.tflite, x, c.graph.input.shape, ids)
     for k, op in enumerate(c.graph.ops):
@@ -71,10 +99,7 @@ def run_verify(model: str, *, dataset: str | None = None, data: str | None = Non
     g = c.graph
     in_shape = tuple(g.input.shape[1:])
     td = load_test_data(model, dataset, data, labels, samples, in_shape)
-    if td.x is None:
-        xq = np.random.default_rng(0).integers(-128, 128, (samples,) + in_shape).astype(np.int8)
-    else:
-        xq = reference.quantize_input(td.x, g.input.scale, g.input.zero_point)
+    xq = model_inputs(g, td, samples if td.x is None else len(td.x))  # in the model's own input type
     n = len(xq)
 
     def step(name: str) -> None:
@@ -82,15 +107,20 @@ def run_verify(model: str, *, dataset: str | None = None, data: str | None = Non
             progress(name)
 
     step("building the C for the host")
-    host = hostrun.build_host(c.gen.files)
+    host = hostrun.build_host(c.gen.files, io=True)  # the entry point on the model's own I/O types
     step("running the C")
     y_c = host.run(xq)
     step("running TFLite Micro")
     y_tflm = reference.tflm_run(c.tflite, xq, g.input.shape)
     step("running LiteRT (reference kernels)")
     y_lrt = reference.litert_run(c.tflite, xq, g.input.shape)
-    same = np.all(y_c == y_tflm, axis=1)
-    diff = int(np.abs(y_c.astype(np.int32) - y_tflm.astype(np.int32)).max()) if n else 0
+
+    def equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # per sample, on every byte (float bit patterns)
+        return np.all(a.reshape(n, -1).view(np.uint8) == b.reshape(n, -1).view(np.uint8), axis=1)
+
+    same = equal(y_c, y_tflm)
+    d = np.abs(y_c.astype(np.float64) - y_tflm.astype(np.float64)).max() if n else 0
+    diff = int(d) if y_c.dtype != np.float32 else float(d)
     keras_agree = keras_acc = None
     if c.keras is not None and td.x is not None:
         step("running Keras (float)")
@@ -115,15 +145,16 @@ def run_verify(model: str, *, dataset: str | None = None, data: str | None = Non
     divergence = None
     if not same.all():
         step("tracing the first mismatching input layer by layer")
-        divergence = first_divergence(c, host, xq[int(np.argmin(same))])
+        divergence = first_divergence(c, hostrun.build_host(c.gen.files), xq[int(np.argmin(same))])
     r = c.report
     return {
         "model": str(c.source),
         "data": td.source,
         "samples": n,
+        "io": {"input": g.io_dtypes[0], "output": g.io_dtypes[1]},
         "c_vs_tflm_bitexact": int(same.sum()),
         "c_vs_tflm_max_abs_diff": diff,
-        "c_vs_litert_bitexact": int(np.all(y_c == y_lrt, axis=1).sum()),
+        "c_vs_litert_bitexact": int(equal(y_c, y_lrt).sum()),
         "c_vs_keras_argmax_agree": keras_agree,
         "c_accuracy": c_acc,
         "tflm_accuracy": tflm_acc,

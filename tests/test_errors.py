@@ -83,7 +83,7 @@ def test_truncated_tflite(small, tmp_path, capsys):  # noqa: ANN001
 
 def test_float_tflite(small, tmp_path, capsys):  # noqa: ANN001
     code, _, err = run(["compile", str(small / "float.tflite"), "-o", str(tmp_path / "out")], capsys)
-    assert_clean_error(code, err, "float.tflite", "not int8", "full-int8")
+    assert_clean_error(code, err, "float.tflite", "compute in float", "full-integer")
     assert not (tmp_path / "out").exists()
 
 

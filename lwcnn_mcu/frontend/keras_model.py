@@ -64,9 +64,10 @@ def check_model(model: Any, source: str) -> tuple[int, ...]:
         raise LwcnnError(f"{source}: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                          "lwcnn-mcu compiles single-input, single-output classifiers (unify a dual model first)")
     shape = tuple(model.inputs[0].shape)
-    if any(d is None for d in shape[1:]) or len(shape) not in (2, 4):
-        raise LwcnnError(f"{source}: input shape {list(shape)} is dynamic or not (H, W, C); "
-                         "give the model a fixed input shape")
+    if any(d is None for d in shape[1:]) or len(shape) not in (2, 3, 4):
+        raise LwcnnError(f"{source}: input shape {list(int(d) if d is not None else None for d in shape)} is "
+                         "dynamic or not (features,), (steps, channels) or (height, width, channels); give the "
+                         "model a fixed input shape")
     if shape[0] not in (None, 1):
         raise LwcnnError(f"{source}: input batch size {shape[0]}; only batch 1 (or unspecified) is supported")
     for layer in _walk(model):

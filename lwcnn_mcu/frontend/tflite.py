@@ -22,7 +22,9 @@ _OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswi
 _TYPE_NAMES = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
 _ACT_NAMES = {v: k for k, v in vars(fb.ActivationFunctionType).items() if not k.startswith("_")}
 _PAD_NAMES = {v: k for k, v in vars(fb.Padding).items() if not k.startswith("_")}
-_DTYPES = {fb.TensorType.INT8: ("int8", np.int8), fb.TensorType.INT32: ("int32", np.int32)}
+_DTYPES = {fb.TensorType.INT8: ("int8", np.int8), fb.TensorType.INT32: ("int32", np.int32),
+           fb.TensorType.UINT8: ("uint8", np.uint8), fb.TensorType.FLOAT32: ("float32", np.float32),
+           fb.TensorType.INT64: ("int64", np.int64)}
 
 
 def _act(opts: Any) -> str:
@@ -136,7 +138,13 @@ def _softmax(name, ins, outs, o, t):  # noqa: ANN001, ANN202
 
 
 def _quantize(name, ins, outs, o, t):  # noqa: ANN001, ANN202
-    return ir.Requantize(name, ins, outs)
+    if t[ins[0]].dtype == t[outs[0]].dtype == "int8":
+        return ir.Requantize(name, ins, outs)
+    return ir.Quantize(name, ins, outs)  # at an edge: float32 / uint8 <-> int8 (checked by read_tflite)
+
+
+def _dequantize(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    return ir.Dequantize(name, ins, outs)
 
 
 def _relu(max_value: float | None) -> Handler:
@@ -161,10 +169,11 @@ HANDLERS: dict[str, Handler] = {
     "RESHAPE": _reshape,
     "SOFTMAX": _softmax,
     "QUANTIZE": _quantize,
+    "DEQUANTIZE": _dequantize,
     "RELU": _relu(None),
     "RELU6": _relu(6.0),
 }
-assert set(HANDLERS) == {n for c in ir.OP_CLASSES for n in c.tflite_ops}
+assert set(HANDLERS) == {n for c in ir.OP_CLASSES + ir.EDGE_CLASSES for n in c.tflite_ops}
 
 
 def supported_ops() -> str:
@@ -192,8 +201,51 @@ def parse_model(buf: bytes, source: str) -> Any:
     return model
 
 
+def _fold(opname: str, ins: tuple[int, ...], outs: tuple[int, ...], o: Any,
+          t: dict[int, ir.Tensor]) -> np.ndarray | None:
+    """The value of an op that computes a shape from static shapes and constants, or None.
+
+    The converter's default export (batch -1) computes a Flatten's target shape at run time:
+    SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE. With the batch fixed at 1 (as TFLite Micro runs
+    it) those are constants, folded here so the RESHAPE gets a constant shape."""
+    y = t[outs[0]]
+    if y.dtype not in ("int32", "int64") or len(outs) != 1:
+        return None
+    dtype = np.int64 if y.dtype == "int64" else np.int32
+    if opname == "SHAPE":
+        return np.array(t[ins[0]].shape, dtype)
+    args = [t[i].data if i >= 0 else None for i in ins]
+    if not args or any(a is None for a in args):
+        return None
+    if opname == "PACK":
+        return np.stack(args, axis=int(o.axis)).astype(dtype)
+    if opname == "CONCATENATION":
+        return np.concatenate([a.reshape(-1) if a.ndim == 0 else a for a in args], axis=int(o.axis)).astype(dtype)
+    if opname in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CAST") and args[0].size == y.size:
+        return args[0].reshape(y.shape).astype(dtype)
+    if opname == "STRIDED_SLICE" and args[0].ndim == 1 and len(args) == 4 and not (o.ellipsisMask or o.newAxisMask):
+        b, e, st = (int(a.reshape(-1)[0]) for a in args[1:])
+        if st == 0:
+            return None
+        if o.shrinkAxisMask & 1:
+            return np.array(args[0][b], dtype) if -len(args[0]) <= b < len(args[0]) else None
+        return args[0][slice(None if o.beginMask & 1 else b, None if o.endMask & 1 else e, st)].astype(dtype)
+    return None
+
+
+def _float_model_error(source: str, float_ops: list[str]) -> LwcnnError:
+    return LwcnnError(f"{source}: ops {', '.join(dict.fromkeys(float_ops))} compute in float (a float or "
+                      "dynamic-range/hybrid model); lwcnn-mcu compiles full-integer models: convert with "
+                      "optimizations=[tf.lite.Optimize.DEFAULT] and a representative_dataset (int8 inside; float32, "
+                      "uint8 or int8 input and output are all fine), or give the .keras model")
+
+
 def read_tflite(buf: bytes, source: str) -> ir.Graph:
-    """Parse an int8 .tflite into an :class:`ir.Graph` (not yet lowered)."""
+    """Parse an int8 .tflite into an :class:`ir.Graph` (not yet lowered).
+
+    The model's own input and output may be int8, or float32 / uint8 converted by a QUANTIZE /
+    DEQUANTIZE at the edge (what the converter writes by default); everything between is int8.
+    Batch -1 (``shape_signature``) runs as batch 1, as in TFLite Micro."""
     model = parse_model(buf, source)
     if len(model.subgraphs) != 1:
         raise LwcnnError(f"{source}: {len(model.subgraphs)} subgraphs; only single-subgraph models are supported")
@@ -202,11 +254,14 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
     for tid, tt in enumerate(sg.tensors):
         name = tt.name.decode() if isinstance(tt.name, bytes) else str(tt.name)
         shape = tuple(int(d) for d in (tt.shape if tt.shape is not None else []))
-        data = None
         b = model.buffers[tt.buffer] if tt.buffer < len(model.buffers) else None
-        raw = None if b is None or b.data is None else bytes(bytearray(b.data))
+        raw = None if b is None or b.data is None or len(b.data) == 0 else bytes(bytearray(b.data))
         dtype = _DTYPES.get(tt.type)
+        data = None
         if raw is not None and dtype is not None:
+            if len(raw) % np.dtype(dtype[1]).itemsize:
+                raise LwcnnError(f"{source}: constant tensor '{name}' has {len(raw)} bytes, not a whole number of "
+                                 f"{dtype[0]} values; the file is corrupt")
             arr = np.frombuffer(raw, dtype=dtype[1])
             if arr.size != (int(np.prod(shape)) if shape else 1):
                 raise LwcnnError(f"{source}: constant tensor '{name}' holds {arr.size} values for shape "
@@ -218,9 +273,7 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
             zps = q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale)
             qp = ir.QuantParams(tuple(float(s) for s in q.scale), tuple(int(z) for z in zps), int(q.quantizedDimension))
         tensors[tid] = ir.Tensor(tid, name, shape, dtype[0] if dtype else _TYPE_NAMES.get(tt.type, "?").lower(),
-                                 qp, data if raw is not None else None)
-        if raw is not None and dtype is None and tt.type == fb.TensorType.FLOAT32:
-            tensors[tid] = ir.Tensor(tid, name, shape, "float32", qp, np.frombuffer(raw, np.float32).reshape(shape))
+                                 qp, data)
 
     ins, outs = [int(i) for i in sg.inputs], [int(i) for i in sg.outputs]
     if len(ins) != 1 or len(outs) != 1:
@@ -228,39 +281,90 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
                          "single-input, single-output classifiers")
     for role, tid in (("input", ins[0]), ("output", outs[0])):
         t = tensors[tid]
-        if t.dtype != "int8" or t.quant is None:
-            raise LwcnnError(f"{source}: the model's {role} '{t.name}' is {t.dtype}, not int8: this is not a "
-                             "full-int8 model. Give the .keras model (lwcnn-mcu quantizes it) or convert with "
-                             "inference_input_type/inference_output_type=tf.int8")
         sig = sg.tensors[tid].shapeSignature
-        dims = [int(d) for d in (sig if sig is not None else t.shape)]
+        dims = [int(d) for d in (sig if sig is not None and len(sig) else t.shape)]
         # batch -1 (what TFLiteConverter.from_keras_model writes) runs as batch 1, as in TFLite Micro
-        if any(d < 0 for d in dims[1:]) or not t.shape or t.shape[0] != 1:
+        if any(d < 0 for d in dims[1:]) or not t.shape or t.shape[0] != 1 or any(d < 1 for d in t.shape):
             raise LwcnnError(f"{source}: the {role} shape {dims} is dynamic beyond the batch or has a batch of "
                              f"{t.shape[0] if t.shape else 0}; lwcnn-mcu compiles batch-1 models (batch -1 runs as 1) "
                              "with fixed other dimensions")
 
-    ops: list[ir.Op] = []
+    raw_ops = []
     for k, op in enumerate(sg.operators or []):
+        if not 0 <= op.opcodeIndex < len(model.operatorCodes or []):
+            raise LwcnnError(f"{source}: op #{k} names operator code {op.opcodeIndex}, which the file does not "
+                             "have; the file is corrupt")
         oc = model.operatorCodes[op.opcodeIndex]
         opname = _OP_NAMES.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), f"CUSTOM({oc.customCode})")
-        op_ins = tuple(int(i) for i in op.inputs)
-        op_outs = tuple(int(i) for i in op.outputs)
-        label = tensors[op_outs[0]].name if op_outs else f"op{k}"
+        op_ins = tuple(int(i) for i in (op.inputs if op.inputs is not None else []))
+        op_outs = tuple(int(i) for i in (op.outputs if op.outputs is not None else []))
+        if not op_outs or any(i >= len(tensors) or i < -1 for i in op_ins + op_outs) or -1 in op_outs:
+            raise LwcnnError(f"{source}: op #{k} {opname} refers to tensors that do not exist; the file is corrupt")
+        folded = _fold(opname, op_ins, op_outs, op.builtinOptions, tensors)
+        if folded is not None:  # a shape computation: its output becomes a constant
+            y = tensors[op_outs[0]]
+            if y.shape and tuple(folded.shape) != y.shape:
+                raise LwcnnError(f"{source}: op #{k} {opname} ('{y.name}') computes shape {list(folded.shape)}, "
+                                 f"its output tensor says {list(y.shape)}; the file is inconsistent")
+            tensors[y.id] = dataclasses.replace(y, data=folded.reshape(y.shape) if y.shape else folded)
+            continue
+        raw_ops.append((k, opname, op_ins, op_outs, op.builtinOptions))
+
+    # the edges: float32 / uint8 I/O converted by one QUANTIZE / DEQUANTIZE next to the int8 core
+    is_act = lambda tid: tid >= 0 and tensors[tid].data is None  # noqa: E731
+    float_ops = [name for _, name, i, o, _ in raw_ops
+                 if name not in ("QUANTIZE", "DEQUANTIZE")
+                 and any(tensors[x].dtype == "float32" for x in i + o if is_act(x))]
+    if float_ops:
+        raise _float_model_error(source, float_ops)
+    edge: dict[int, str] = {}  # raw op index -> "in" | "out"
+    for role, tid in (("input", ins[0]), ("output", outs[0])):
+        t = tensors[tid]
+        if t.dtype == "int8":
+            if t.quant is None:
+                raise LwcnnError(f"{source}: the model's {role} '{t.name}' is int8 without quantization parameters")
+            continue
+        if t.dtype not in ("float32", "uint8"):
+            raise LwcnnError(f"{source}: the model's {role} '{t.name}' is {t.dtype}; lwcnn-mcu compiles models with "
+                             "int8, uint8 or float32 input and output")
+        users = [j for j, (_, _, i, o, _) in enumerate(raw_ops) if (tid in i if role == "input" else tid in o)]
+        want = ("QUANTIZE",) if role == "input" else ("QUANTIZE", "DEQUANTIZE")
+        if len(users) != 1 or raw_ops[users[0]][1] not in want:
+            raise LwcnnError(f"{source}: the model's {t.dtype} {role} '{t.name}' is not converted by one "
+                             f"{' or '.join(want)} to or from int8 next to it; lwcnn-mcu compiles int8 models "
+                             "whose float32/uint8 edges are a QUANTIZE/DEQUANTIZE, as the converter writes them")
+        j = users[0]
+        core = tensors[raw_ops[j][3][0] if role == "input" else raw_ops[j][2][0]]
+        if core.dtype != "int8" or core.quant is None or (t.dtype == "uint8" and t.quant is None):
+            raise LwcnnError(f"{source}: the {raw_ops[j][1]} at the model's {role} converts {t.dtype} to "
+                             f"{core.dtype}, not to the int8 core; not supported")
+        if role == "input" and len([1 for _, _, i, _, _ in raw_ops if ins[0] in i]) != 1:
+            raise LwcnnError(f"{source}: the model's {role} feeds more than its QUANTIZE; not supported")
+        edge[j] = role
+
+    ops: list[ir.Op] = []
+    edge_ops: dict[str, ir.Op] = {}
+    for j, (k, opname, op_ins, op_outs, opts) in enumerate(raw_ops):
+        label = tensors[op_outs[0]].name
         if opname not in HANDLERS:
             raise LwcnnError(f"{source}: op #{k} {opname} (output '{label}') is not supported. "
                              f"Supported: {supported_ops()}")
-        for tid in op_ins[:1] + op_outs:
-            if tensors[tid].dtype != "int8":
-                raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') works on {tensors[tid].dtype} data; "
-                                 "only full-int8 models are supported")
+        if j not in edge:
+            for tid in op_ins[:1] + op_outs:
+                if tensors[tid].dtype != "int8":
+                    raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') works on {tensors[tid].dtype} data "
+                                     "inside the model; only int8 is supported between the model's edges")
         for tid in op_ins[1:]:
             t = tensors[tid] if tid >= 0 else None
             if t is not None and t.data is not None and t.dtype not in ("int8", "int32"):
                 raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') has a {t.dtype} constant "
                                  f"'{t.name}'; only int8 weights and int32 biases are supported")
-        new = HANDLERS[opname](label, op_ins, op_outs, op.builtinOptions, tensors)
-        ops.append(dataclasses.replace(new, opcode=opname, tflite_name=label))
+        new = HANDLERS[opname](label, op_ins, op_outs, opts, tensors)
+        new = dataclasses.replace(new, opcode=opname, tflite_name=label)
+        if j in edge:
+            edge_ops[edge[j]] = new
+        else:
+            ops.append(new)
 
     for op in ops:
         if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected):
@@ -270,6 +374,9 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
             if any(z != 0 for z in w.quant.zero_point):
                 raise LwcnnError(f"{source}: op '{op.name}' has weights with a non-zero zero point; int8 "
                                  "weights must be symmetric")
-    used = {i for op in ops for i in op.inputs + op.outputs if i >= 0} | set(ins) | set(outs)
+    core_in = edge_ops["input"].outputs[0] if "input" in edge_ops else ins[0]
+    core_out = edge_ops["output"].inputs[0] if "output" in edge_ops else outs[0]
+    used = ({i for op in ops for i in op.inputs + op.outputs if i >= 0} | {core_in, core_out, ins[0], outs[0]})
     return ir.Graph(name=Path(source).stem, tensors=tuple(tensors[i] for i in sorted(used)), ops=tuple(ops),
-                    inputs=tuple(ins), outputs=tuple(outs), model_hash=hashlib.sha256(buf).hexdigest())
+                    inputs=(core_in,), outputs=(core_out,), model_hash=hashlib.sha256(buf).hexdigest(),
+                    edge_in=edge_ops.get("input"), edge_out=edge_ops.get("output"))

@@ -3,7 +3,8 @@
  *
  *   lw_host IN.bin N OUT.bin [TRACE.bin]
  *
- * IN.bin holds N inputs of LW_HOST_INPUT_SIZE int8 each; OUT.bin receives N outputs.
+ * IN.bin holds N inputs of LW_HOST_INPUT_SIZE values each (LW_HOST_IN_T: int8_t, or the model's own
+ * input type for its NAME_invoke_float / NAME_invoke_u8); OUT.bin receives N outputs (LW_HOST_OUT_T).
  * With TRACE.bin, every layer's output of the first input is written as records
  * (int32 layer, int32 size, size bytes).
  */
@@ -12,6 +13,13 @@
 
 #include "lw_host_model.h" /* the model under test: LW_HOST_* (lwcnn_mcu/hostrun.py) */
 #include "lwcnn_hooks.h"
+
+#ifndef LW_HOST_IN_T
+#define LW_HOST_IN_T int8_t
+#endif
+#ifndef LW_HOST_OUT_T
+#define LW_HOST_OUT_T int8_t
+#endif
 
 static FILE *trace_file;
 
@@ -39,8 +47,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "lw_host: cannot open files\n");
         return 2;
     }
-    static int8_t x[LW_HOST_INPUT_SIZE];
-    static int8_t y[LW_HOST_OUTPUT_SIZE];
+    static LW_HOST_IN_T x[LW_HOST_INPUT_SIZE];
+    static LW_HOST_OUT_T y[LW_HOST_OUTPUT_SIZE];
     for (long i = 0; i < n; ++i) {
         if (fread(x, 1, sizeof x, in) != sizeof x) {
             fprintf(stderr, "lw_host: input %ld is truncated\n", i);
