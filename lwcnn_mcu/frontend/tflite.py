@@ -17,6 +17,7 @@ from ai_edge_litert import schema_py_generated as fb
 
 from lwcnn_mcu import ir
 from lwcnn_mcu.errors import LwcnnError
+from lwcnn_mcu.frontend import checks
 
 _OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
 _TYPE_NAMES = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
@@ -35,6 +36,8 @@ def _act(opts: Any) -> str:
 
 
 def _pad(opts: Any) -> str:
+    if opts.padding not in _PAD_NAMES:
+        raise LwcnnError(f"padding {opts.padding} is not a TFLite padding (SAME, VALID)")
     return _PAD_NAMES[opts.padding]
 
 
@@ -252,9 +255,15 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
     sg = model.subgraphs[0]
     tensors: dict[int, ir.Tensor] = {}
     for tid, tt in enumerate(sg.tensors):
-        name = tt.name.decode() if isinstance(tt.name, bytes) else str(tt.name)
+        try:
+            name = tt.name.decode() if isinstance(tt.name, bytes) else str(tt.name or "")
+        except UnicodeDecodeError:
+            raise LwcnnError(f"{source}: tensor #{tid}'s name is not UTF-8 text; the file is corrupt") from None
         shape = tuple(int(d) for d in (tt.shape if tt.shape is not None else []))
-        b = model.buffers[tt.buffer] if tt.buffer < len(model.buffers) else None
+        if not 0 <= tt.buffer < len(model.buffers or []):
+            raise LwcnnError(f"{source}: tensor #{tid} '{name}' names buffer {tt.buffer}, which the file does not "
+                             "have; the file is corrupt")
+        b = model.buffers[tt.buffer]
         raw = None if b is None or b.data is None or len(b.data) == 0 else bytes(bytearray(b.data))
         dtype = _DTYPES.get(tt.type)
         data = None
@@ -300,7 +309,11 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
         op_outs = tuple(int(i) for i in (op.outputs if op.outputs is not None else []))
         if not op_outs or any(i >= len(tensors) or i < -1 for i in op_ins + op_outs) or -1 in op_outs:
             raise LwcnnError(f"{source}: op #{k} {opname} refers to tensors that do not exist; the file is corrupt")
-        folded = _fold(opname, op_ins, op_outs, op.builtinOptions, tensors)
+        try:
+            folded = _fold(opname, op_ins, op_outs, op.builtinOptions, tensors)
+        except (ValueError, IndexError, TypeError, AttributeError, OverflowError):
+            raise LwcnnError(f"{source}: op #{k} {opname} computes a shape from inconsistent inputs or options; "
+                             "the file is corrupt") from None
         if folded is not None:  # a shape computation: its output becomes a constant
             y = tensors[op_outs[0]]
             if y.shape and tuple(folded.shape) != y.shape:
@@ -359,7 +372,15 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
             if t is not None and t.data is not None and t.dtype not in ("int8", "int32"):
                 raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') has a {t.dtype} constant "
                                  f"'{t.name}'; only int8 weights and int32 biases are supported")
-        new = HANDLERS[opname](label, op_ins, op_outs, opts, tensors)
+        try:
+            new = HANDLERS[opname](label, op_ins, op_outs, opts, tensors)
+        except LwcnnError as exc:
+            where = "" if exc.message.startswith("op ") else f"op #{k} {opname} ('{label}'): "
+            raise LwcnnError(f"{source}: {where}{exc.message}") from None
+        except (AttributeError, TypeError, ValueError, IndexError, KeyError, OverflowError):
+            # options of another op's type (or none), operands missing: what a corrupt file gives
+            raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') has options of the wrong type or operands "
+                             "missing; the file is corrupt or was not written by the TFLite converter") from None
         new = dataclasses.replace(new, opcode=opname, tflite_name=label)
         if j in edge:
             edge_ops[edge[j]] = new
@@ -377,6 +398,8 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
     core_in = edge_ops["input"].outputs[0] if "input" in edge_ops else ins[0]
     core_out = edge_ops["output"].inputs[0] if "output" in edge_ops else outs[0]
     used = ({i for op in ops for i in op.inputs + op.outputs if i >= 0} | {core_in, core_out, ins[0], outs[0]})
-    return ir.Graph(name=Path(source).stem, tensors=tuple(tensors[i] for i in sorted(used)), ops=tuple(ops),
-                    inputs=(core_in,), outputs=(core_out,), model_hash=hashlib.sha256(buf).hexdigest(),
-                    edge_in=edge_ops.get("input"), edge_out=edge_ops.get("output"))
+    g = ir.Graph(name=Path(source).stem, tensors=tuple(tensors[i] for i in sorted(used)), ops=tuple(ops),
+                 inputs=(core_in,), outputs=(core_out,), model_hash=hashlib.sha256(buf).hexdigest(),
+                 edge_in=edge_ops.get("input"), edge_out=edge_ops.get("output"))
+    checks.check_graph(g, source)
+    return g
