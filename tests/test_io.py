@@ -14,27 +14,7 @@ import pytest
 from lwcnn_mcu import compiler, hostrun, reference, verify
 from lwcnn_mcu.errors import LwcnnError
 from tests.conftest import randomize
-
-
-def _export(model, kind: str, calib: np.ndarray, *, representative: bool = True) -> bytes:  # noqa: ANN001
-    """TFLiteConverter.from_keras_model on the model as built (batch -1): "float" is the post-training integer
-    quantization guide's export (float32 I/O), "uint8"/"int8" set inference_input/output_type, "none" no
-    quantization at all."""
-    import warnings
-
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if kind != "none":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if representative:
-        conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
-    if kind in ("int8", "uint8"):
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = getattr(tf, kind)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected": uint8/int8 I/O
-        return bytes(conv.convert())
+from tests.fuzzgen import export_tflite
 
 
 def _image_model(keras):  # noqa: ANN001, ANN202
@@ -65,7 +45,7 @@ def exports(keras, tmp_path_factory):  # noqa: ANN001, ANN201
         calib = np.random.default_rng(0).normal(0, 1, (32,) + tuple(m.inputs[0].shape[1:])).astype(np.float32)
         for kind in ("float", "uint8", "int8"):
             path = d / f"{name}_{kind}.tflite"
-            path.write_bytes(_export(m, kind, calib))
+            path.write_bytes(export_tflite(m, kind, calib))
             out[name, kind] = path
     return out
 
@@ -120,8 +100,24 @@ def test_float_and_hybrid_models_refused(keras, tmp_path, kind):  # noqa: ANN001
     m = _image_model(keras)
     calib = np.zeros((4, 12, 10, 2), np.float32)
     path = tmp_path / f"{kind}.tflite"
-    path.write_bytes(_export(m, kind, calib, representative=False))
+    path.write_bytes(export_tflite(m, kind, calib))
     with pytest.raises(LwcnnError) as e:
         compiler.compile_model(str(path))
     msg = str(e.value)
     assert "compute in float" in msg and "CONV_2D" in msg and "representative_dataset" in msg
+
+
+def test_dilated_conv_of_a_batch_minus_one_export_refused(keras, tmp_path):  # noqa: ANN001
+    """With a dynamic batch the converter writes a dilated convolution as SPACE_TO_BATCH_ND -> CONV_2D ->
+    BATCH_TO_SPACE_ND whose static shapes are wrong for batch 1: TFLite Micro then differs from LiteRT. Refused,
+    with the way out (a fixed batch of 1, or the .keras model)."""
+    m = keras.Sequential([keras.Input((11, 9, 3)), keras.layers.Conv2D(4, 3, dilation_rate=2, padding="same")])
+    randomize(m, seed=1)
+    calib = np.random.default_rng(0).normal(0, 1, (16, 11, 9, 3)).astype(np.float32)
+    buf = export_tflite(m, "int8", calib)
+    x = np.random.default_rng(1).integers(-128, 128, (4, 11, 9, 3)).astype(np.int8)
+    assert not np.array_equal(reference.tflm_run(buf, x, (1, 11, 9, 3)), reference.litert_run(buf, x, (1, 11, 9, 3)))
+    path = tmp_path / "dilated.tflite"
+    path.write_bytes(buf)
+    with pytest.raises(LwcnnError, match="SPACE_TO_BATCH_ND.*batch_size=1"):
+        compiler.compile_model(str(path))

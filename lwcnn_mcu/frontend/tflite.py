@@ -359,6 +359,12 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
     edge_ops: dict[str, ir.Op] = {}
     for j, (k, opname, op_ins, op_outs, opts) in enumerate(raw_ops):
         label = tensors[op_outs[0]].name
+        if opname in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
+            raise LwcnnError(f"{source}: op #{k} {opname} ('{label}'): with a dynamic batch the converter writes a "
+                             "dilated convolution as SPACE_TO_BATCH_ND -> CONV -> BATCH_TO_SPACE_ND with static "
+                             "shapes that are wrong for batch 1, and TFLite Micro then computes a wrong result "
+                             "(LiteRT does not). Re-export with a fixed batch of 1 (keras.Input(..., batch_size=1)) "
+                             "or give the .keras model: the dilated convolution is then one CONV_2D")
         if opname not in HANDLERS:
             raise LwcnnError(f"{source}: op #{k} {opname} (output '{label}') is not supported. "
                              f"Supported: {supported_ops()}")
