@@ -144,7 +144,10 @@ def main() -> None:
                 for k in ("portable", "auto")}
         r, rp = runs["auto"], runs["portable"]
         c = compiler.compile_model(model, dataset=ds)
-        tflm = reference.tflm_arena(c.tflite, c.graph.input.shape)
+        try:
+            tflm, tflm_error = reference.tflm_arena(c.tflite, c.graph.input.shape), None
+        except reference.ReferenceFailed as exc:  # the figure is unavailable, the rest of the row stands
+            tflm, tflm_error = {}, exc.message
         b = builder.build("qemu-m4", model, work / f"fw-{label.replace(' ', '_')}", dataset=ds)
         macs = max(1, r["macs"])
         row = {
@@ -155,6 +158,7 @@ def main() -> None:
             "instructions_dsp": r["instructions"]["median"],
             "instructions_per_mac_dsp": r["instructions"]["median"] / macs,
             "arena_bytes": r["arena_bytes"], "tflm_arena_head": tflm.get("head"), "tflm_arena_total": tflm.get("total"),
+            "tflm_arena_error": tflm_error,
             "arena_ratio": r["arena_bytes"] / tflm["head"] if tflm.get("head") else None,
             "weights_bytes": r["weights_bytes"], "code_bytes": code_bytes(b.elf, c.gen.name),
             "firmware_flash": b.flash_bytes, "firmware_ram": b.ram_bytes, "seconds": round(time.time() - t0, 1),
@@ -166,7 +170,7 @@ def main() -> None:
                                    for x, y in zip(r["layers"], rp["layers"], strict=True)]
         print(f"{label}: DSP {row['instructions_dsp']:,.0f} instructions ({row['instructions_per_mac_dsp']:.2f}/MAC), "
               f"portable {row['instructions_portable']:,.0f}; arena {row['arena_bytes']} vs TFLM "
-              f"{row['tflm_arena_head']}", flush=True)
+              f"{row['tflm_arena_head'] if tflm_error is None else 'unavailable (' + tflm_error + ')'}", flush=True)
 
     ratios = [r["arena_ratio"] for r in rows if r["arena_ratio"]]
     geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios)) if ratios else None
@@ -187,15 +191,22 @@ def main() -> None:
     def num(v: object) -> str:
         return f"{v:,}" if isinstance(v, int) else "–"
 
+    def tflm_cell(r: dict) -> str:
+        if r.get("tflm_arena_error"):
+            return "unavailable: TFLite Micro could not run the model"
+        return f"{num(r['tflm_arena_head'])} / {num(r['tflm_arena_total'])}"
+
     for r in rows:
         md.append(f"| {r['model']} | {r['macs']:,} | {r['instructions_dsp']:,.0f} | "
                   f"{r['instructions_per_mac_dsp']:.2f} | {r['instructions_portable']:,.0f} | "
                   f"{r['instructions_per_mac_portable']:.2f} | "
                   f"{num(r.get('anchor_cmsis_nn_dsp_o3'))} | {num(r.get('anchor_cmsis_nn_os'))} | "
                   f"{num(r.get('anchor_tflm_reference'))} | {num(r.get('anchor_target'))} | {r['arena_bytes']:,} | "
-                  f"{r['tflm_arena_head']:,} / {r['tflm_arena_total']:,} | {r['arena_ratio']:.2f} | "
+                  f"{tflm_cell(r)} | {'–' if r['arena_ratio'] is None else format(r['arena_ratio'], '.2f')} | "
                   f"{r['weights_bytes']:,} | {r['code_bytes']:,} | {r['firmware_flash']:,} / {r['firmware_ram']:,} |")
     md += ["", f"Arena / TFLite Micro activation arena, geometric mean: {geo:.2f}" if geo else ""]
+    md += [f"TFLite Micro arena of {r['model']} unavailable: {r['tflm_arena_error']}" for r in rows
+           if r.get("tflm_arena_error")]
     for label, layers in layer_tables.items():
         md += ["", f"Per layer, {label} (emulated instructions; the issue limit is 0.5 per MAC):", "",
                "| # | op | MACs | DSP kernels | per MAC | portable C | per MAC |",

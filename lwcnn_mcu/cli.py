@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 a comparison or benchmark found a mismatch, 2 bad input or usage, or a
 benchmark the serial link stopped (one message on stderr; ``--debug`` shows the traceback), 3 an
-internal error: a bug, never a transport condition. With ``--json`` stdout carries exactly one
+internal error: a bug, never a transport condition, 4 a reference (TensorFlow Lite Micro) could not run
+the model (``verify`` still prints its report, with ``tflm_error``). With ``--json`` stdout carries exactly one
 JSON object and everything else goes to stderr.
 """
 
@@ -17,10 +18,11 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lwcnn_mcu import __version__
-from lwcnn_mcu.errors import LwcnnError, MismatchError
+from lwcnn_mcu.errors import LwcnnError, MismatchError, ReferenceFailed
 from lwcnn_mcu.training import ARCHS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -73,6 +75,8 @@ def compile_cmd(model: ModelArg,
         c = compiler.compile_model(model, dataset=dataset, calib=calib, name=name)
         util.write_dir_atomically(target, c.files())
     r = dict(c.report, out_dir=str(target))
+    for w in r["warnings"]:  # e.g. a layer TFLite Micro aborts on
+        err.print(f"lwcnn-mcu: warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         _emit_json(r)
         return
@@ -122,9 +126,13 @@ def verify(model: ModelArg,
         t.add_column("check")
         t.add_column("result", justify="right")
         n = r["samples"]
-        t.add_row("C == TFLite Micro (every byte)",
-                  f"{r['c_vs_tflm_bitexact']}/{n}  max |diff| {r['c_vs_tflm_max_abs_diff']}")
-        t.add_row("C == LiteRT reference kernels", f"{r['c_vs_litert_bitexact']}/{n}")
+        if r["tflm_error"] is None:
+            t.add_row("C == TFLite Micro (every byte)",
+                      f"{r['c_vs_tflm_bitexact']}/{n}  max |diff| {r['c_vs_tflm_max_abs_diff']}")
+        else:
+            t.add_row("C == TFLite Micro (every byte)", "[red]not compared: TFLite Micro could not run the model[/red]")
+        t.add_row("C == LiteRT reference kernels", f"{r['c_vs_litert_bitexact']}/{n}" if r["litert_error"] is None
+                  else "[yellow]not compared: LiteRT could not run the model[/yellow]")
         agree, float_model = r["c_vs_keras_argmax_agree"], "Keras"
         if r["c_vs_onnx_argmax_agree"] is not None:  # an .onnx model: its float reference is onnxruntime
             agree, float_model = r["c_vs_onnx_argmax_agree"], "ONNX (onnxruntime)"
@@ -136,10 +144,19 @@ def verify(model: ModelArg,
         console.print(t)
         if ok:
             console.print("[green]PASS[/green]: the generated C equals TFLite Micro on every output byte")
-        else:
+        elif r["tflm_error"] is None:
             d = r["first_divergence"]
-            where = f"; first divergence at layer {d['layer']} '{d['name']}' ({d['op']})" if d else ""
-            err.print(f"[red]FAIL[/red]: {n - r['c_vs_tflm_bitexact']} of {n} outputs differ from TFLite Micro{where}")
+            where = ""
+            if d and "layer" in d:
+                where = f"; first divergence at layer {d['layer']} '{d['name']}' ({d['op']})"
+            elif d:
+                where = f"; the layer-by-layer trace failed: {d['error']}"
+            err.print(f"[red]FAIL[/red]: {n - r['c_vs_tflm_bitexact']} of {n} outputs differ from TFLite Micro"
+                      f"{escape(where)}", soft_wrap=True)
+    if r["litert_error"] is not None:  # a second opinion: reported, the exit code stays the contract's
+        err.print(f"lwcnn-mcu: warning: {r['litert_error']}", markup=False, highlight=False, soft_wrap=True)
+    if r["tflm_error"] is not None:
+        raise ReferenceFailed.reported("TensorFlow Lite Micro", r["tflm_error"])
     if not ok:
         raise MismatchError()
 
@@ -502,6 +519,11 @@ def main() -> None:
         sys.exit(2)
     except MismatchError:
         sys.exit(1)
+    except ReferenceFailed as exc:  # a reference crashed or refused the model: not our bug, not bad input
+        if debug:
+            raise
+        err.print(f"lwcnn-mcu: error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # an internal error: say so, keep the traceback behind --debug

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lwcnn_mcu import __version__, backend, codegen, datasets, ir, models, passes, planner
+from lwcnn_mcu import __version__, backend, codegen, datasets, ir, models, passes, planner, quant
 from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.frontend import keras_model, tflite
 
@@ -177,4 +177,20 @@ def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], pl
         "arena_bytes": plan.arena_bytes,
         "kernels": [f"lw_{k}_s8" for k in gen.kernels],
         "layers": layers,
+        "warnings": tflm_warnings(g),
     }
+
+
+def tflm_warnings(g: ir.Graph) -> list[str]:
+    """What TFLite Micro will refuse in this graph although the C runs it (then ``verify`` cannot compare)."""
+    out = []
+    for op in g.ops:
+        if isinstance(op, ir.Softmax):
+            x = g.t(op.inputs[0])
+            real = quant.softmax_input_multiplier(op.beta, x.scale)
+            if real <= 1.0:
+                out.append(f"layer '{op.name}' (SOFTMAX): input scale {x.scale:.3g} gives beta*scale*2^26 = "
+                           f"{real:.3g}, not above 1: TFLite Micro (and LiteRT) abort on this model, so verify "
+                           "cannot compare with them; the calibration data gave the softmax input no range "
+                           "(an untrained model?): calibrate with data that exercises the model, or train it")
+    return out

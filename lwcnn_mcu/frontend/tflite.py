@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
-from lwcnn_mcu import ir
+from lwcnn_mcu import ir, quant
 from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.frontend import checks
 
@@ -137,7 +137,13 @@ def _softmax(name, ins, outs, o, t):  # noqa: ANN001, ANN202
     y = t[outs[0]]
     if y.zero_point != -128 or abs(y.scale - 1.0 / 256) > 1e-9:
         raise LwcnnError(f"op {name}: int8 SOFTMAX needs output scale 1/256 and zero point -128")
-    return ir.Softmax(name, ins, outs, beta=float(o.beta) if o is not None else 1.0)
+    beta = float(o.beta) if o is not None else 1.0
+    x = t[ins[0]]
+    if x.quant is not None and quant.softmax_input_multiplier(beta, x.scale) < 0.5:
+        raise LwcnnError(f"op {name}: int8 SOFTMAX input scale {x.scale:.3g} is too small (beta*scale*2^26 must "
+                         "be at least 0.5 here, above 1 for TFLite Micro): the calibration data gave the softmax "
+                         "input no range; calibrate with data that exercises the model, or train it")
+    return ir.Softmax(name, ins, outs, beta=beta)
 
 
 def _quantize(name, ins, outs, o, t):  # noqa: ANN001, ANN202
