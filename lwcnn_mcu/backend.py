@@ -115,6 +115,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "reshape": ("size",),
     "softmax": ("rows", "depth", "mult", "left_shift", "diff_min"),
     "requant": ("size", "in_zp", "out_zp", "mult", "shift", "act_min", "act_max"),
+    "lut": ("size",),
+    "prelu": ("out_h", "out_w", "out_c", "alpha_stride_h", "alpha_stride_w", "alpha_stride_c", "in_offset",
+              "alpha_offset", "out_offset", "pos_mult", "pos_shift", "neg_mult", "neg_shift"),
 }
 
 ConstantsFn = Callable[[int, Any, ir.Graph, Options], Kernel]
@@ -417,6 +420,26 @@ def _elementwise(k: int, op: ir.Add | ir.Mul, g: ir.Graph, opts: Options) -> Ker
 def _plain(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
     """Ops whose parameters are all in their struct."""
     return Kernel(op.kind, _struct(op.kind, op.lowered))
+
+
+@constants(ir.Logistic, ir.Tanh, ir.HardSwish, ir.LeakyRelu)
+def _lut(k: int, op: ir.Lut, g: ir.Graph, opts: Options) -> Kernel:
+    """An int8 activation as a 256-byte table in flash, indexed by the input code + 128."""
+    what = op.opcode or op.tflite_ops[0]
+    if isinstance(op, ir.LeakyRelu):
+        what += f" (alpha {op.alpha:g})"
+    table = CArray(f"@t{k}", "int8_t", list(op.lowered["table"]),
+                   f"{op.name}: {what} of every int8 input -128..127, TFLite Micro's {op.FUNCTION}")
+    return Kernel("lut", _struct("lut", op.lowered), (table,), {"table": f"@t{k}"})
+
+
+@constants(ir.Prelu)
+def _prelu(k: int, op: ir.Prelu, g: ir.Graph, opts: Options) -> Kernel:
+    """PRELU: alpha (int8, its own shape) in flash, read through the lowered broadcast strides."""
+    alpha = g.t(op.inputs[1])
+    arr = CArray(f"@a{k}", "int8_t", alpha.data.astype(np.int64).ravel().tolist(),
+                 f"{op.name}: alpha {list(alpha.shape)}")
+    return Kernel("prelu", _struct("prelu", op.lowered), (arr,), {"alpha": f"@a{k}"})
 
 
 assert set(_CONSTANTS) == set(ir.OP_CLASSES), "every IR op needs its @constants function"

@@ -447,6 +447,112 @@ class Relu(Requantize):
 
 
 @dataclass(frozen=True)
+class Lut(Op):
+    """An int8 activation of one input: 256 input codes, 256 output codes. ``lower()`` runs TFLite
+    Micro's int8 kernel (emulated exactly in :mod:`lwcnn_mcu.quant`) on every code once and keeps the
+    answers as ``table`` (outputs for inputs -128..127); the target only looks them up."""
+
+    kind: ClassVar[str] = "lut"
+    INPLACE_INPUT: ClassVar[int | None] = 0
+    #: the TFLite Micro function the table reproduces (for the flash array's comment)
+    FUNCTION: ClassVar[str] = ""
+
+    def table(self, x: Tensor, y: Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        table = [int(v) for v in self.table(x, y)]
+        return dataclasses.replace(self, lowered={"size": x.size, "table": table})
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class Logistic(Lut):
+    """LOGISTIC (sigmoid): gemmlowp fixed-point logistic on the input rescaled to Q4.27; the output is
+    always scale 1/256, zero point -128 (TFLite Micro checks the zero point)."""
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("LOGISTIC",)
+    FUNCTION: ClassVar[str] = "reference_integer_ops::Logistic"
+
+    def table(self, x: Tensor, y: Tensor) -> np.ndarray:
+        return quant.logistic_table(x.scale, x.zero_point)
+
+
+@dataclass(frozen=True)
+class Tanh(Lut):
+    """TANH: gemmlowp fixed-point tanh on the input rescaled to Q4.27; the output is scale 1/128,
+    zero point 0 whatever the output tensor says (TFLite Micro's int8 kernel ignores it)."""
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("TANH",)
+    FUNCTION: ClassVar[str] = "reference_integer_ops::Tanh"
+
+    def table(self, x: Tensor, y: Tensor) -> np.ndarray:
+        return quant.tanh_table(x.scale, x.zero_point)
+
+
+@dataclass(frozen=True)
+class HardSwish(Lut):
+    """HARD_SWISH (hard_silu): x * relu6(x + 3) / 6 in int16 fixed point (reference_ops::HardSwish)."""
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("HARD_SWISH",)
+    FUNCTION: ClassVar[str] = "reference_ops::HardSwish"
+
+    def table(self, x: Tensor, y: Tensor) -> np.ndarray:
+        return quant.hard_swish_table(x.scale, x.zero_point, y.scale, y.zero_point)
+
+
+@dataclass(frozen=True)
+class LeakyRelu(Lut):
+    """LEAKY_RELU: requantized by in_scale/out_scale at or above the input zero point, by
+    in_scale*alpha/out_scale below (reference_ops::QuantizeLeakyRelu)."""
+
+    alpha: float = 0.0  # LeakyReluOptions.alpha (the schema default when absent)
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("LEAKY_RELU",)
+    FUNCTION: ClassVar[str] = "reference_ops::QuantizeLeakyRelu"
+
+    def table(self, x: Tensor, y: Tensor) -> np.ndarray:
+        return quant.leaky_relu_table(x.scale, x.zero_point, y.scale, y.zero_point, self.alpha)
+
+
+def broadcast_strides(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Element strides of a tensor of ``shape`` broadcast against ``out_shape`` (both at most 4-D,
+    batch 1), for the output's last three dimensions (H, W, C): 0 where the tensor has size 1."""
+    s = (1,) * (4 - len(shape)) + tuple(shape)
+    o = (1,) * (4 - len(out_shape)) + tuple(out_shape)
+    strides, step = [], 1
+    for d in (3, 2, 1):
+        strides.append(step if s[d] == o[d] else 0)
+        step *= s[d]
+    return strides[2], strides[1], strides[0]
+
+
+@dataclass(frozen=True)
+class Prelu(Op):
+    """PRELU: inputs (x, alpha int8 constant broadcast against x). At or above the input zero point
+    the input is requantized by in_scale/out_scale; below, (x - in_zp) * (alpha - alpha_zp) by
+    in_scale*alpha_scale/out_scale (TFLite Micro's reference_ops::BroadcastPrelu4DSlow)."""
+
+    kind: ClassVar[str] = "prelu"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("PRELU",)
+    INPLACE_INPUT: ClassVar[int | None] = 0
+
+    def lower(self, g: Graph) -> Op:
+        x, alpha, y = g.t(self.inputs[0]), g.t(self.inputs[1]), g.t(self.outputs[0])
+        m1, s1 = quant.quantize_multiplier(float(x.scale) / float(y.scale))
+        m2, s2 = quant.quantize_multiplier(float(x.scale) * float(alpha.scale) / float(y.scale))
+        o = (1,) * (4 - len(y.shape)) + tuple(y.shape)
+        sh, sw, sc = broadcast_strides(alpha.shape, y.shape)
+        lw = {"out_h": o[1], "out_w": o[2], "out_c": o[3], "alpha_stride_h": sh, "alpha_stride_w": sw,
+              "alpha_stride_c": sc, "in_offset": -x.zero_point, "alpha_offset": -alpha.zero_point,
+              "out_offset": y.zero_point, "pos_mult": m1, "pos_shift": s1, "neg_mult": m2, "neg_shift": s2}
+        return dataclasses.replace(self, lowered=lw)
+
+
+@dataclass(frozen=True)
 class Quantize(Op):
     """QUANTIZE at a model's edge: its float32 or uint8 input to the int8 core, or the core's int8
     output to uint8. Not a kernel: the frontend keeps it out of the ops (``Graph.edge_in`` /
@@ -468,7 +574,7 @@ class Quantize(Op):
         mult, shift = quant.quantize_multiplier(float(x.scale) / float(y.scale))
         lo, hi = (-128, 127) if y.dtype == "int8" else (0, 255)
         codes = range(-128, 128) if x.dtype == "int8" else range(256)
-        table = [max(lo, min(hi, quant.multiply_by_quantized_multiplier(q - x.zero_point, mult, shift)
+        table = [max(lo, min(hi, int(quant.mbqm(q - x.zero_point, mult, shift))
                              + y.zero_point)) for q in codes]
         return dataclasses.replace(self, lowered={"table": table})
 
@@ -493,7 +599,8 @@ EDGE_CLASSES: tuple[type[Op], ...] = (Quantize, Dequantize)
 
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
-                                    ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu)
+                                    ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu,
+                                    Logistic, Tanh, HardSwish, LeakyRelu, Prelu)
 
 
 @dataclass(frozen=True)

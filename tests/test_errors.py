@@ -89,11 +89,11 @@ def test_float_tflite(small, tmp_path, capsys):  # noqa: ANN001
 
 def test_unsupported_tflite_op(keras, tmp_path, capsys):  # noqa: ANN001
     inp = keras.Input((4, 4, 2), batch_size=1)
-    m = keras.Model(inp, keras.layers.Activation("tanh")(keras.layers.Conv2D(2, 1)(inp)))
-    p = tmp_path / "tanh.tflite"
+    m = keras.Model(inp, keras.layers.Activation("gelu")(keras.layers.Conv2D(2, 1)(inp)))
+    p = tmp_path / "gelu.tflite"
     p.write_bytes(convert(m))
     code, _, err = run(["compile", str(p), "-o", str(tmp_path / "out")], capsys)
-    assert_clean_error(code, err, "TANH", "is not supported", "Supported: CONV_2D")
+    assert_clean_error(code, err, "GELU", "is not supported", "Supported: CONV_2D")
     assert not (tmp_path / "out").exists()
 
 
@@ -108,10 +108,20 @@ def test_unsupported_keras_layer(keras, tmp_path, capsys):  # noqa: ANN001
 
 def test_unsupported_activation(keras, tmp_path, capsys):  # noqa: ANN001
     inp = keras.Input((8, 8, 1))
-    m = keras.Model(inp, keras.layers.Conv2D(2, 3, activation="sigmoid", name="c")(inp))
-    m.save(tmp_path / "sig.keras")
-    code, _, err = run(["compile", str(tmp_path / "sig.keras"), "--calib", "x.npy"], capsys)
-    assert_clean_error(code, err, "layer 'c'", "sigmoid")
+    m = keras.Model(inp, keras.layers.Conv2D(2, 3, activation="gelu", name="c")(inp))
+    m.save(tmp_path / "gelu.keras")
+    code, _, err = run(["compile", str(tmp_path / "gelu.keras"), "--calib", "x.npy"], capsys)
+    assert_clean_error(code, err, "layer 'c'", "gelu")
+
+
+@pytest.mark.parametrize("kw,needle", [({"threshold": 0.5}, "thresholded ReLU"),
+                                        ({"max_value": 6.0, "negative_slope": 0.1}, "both negative_slope")])
+def test_unsupported_relu_variants(keras, tmp_path, capsys, kw, needle):  # noqa: ANN001
+    inp = keras.Input((8, 8, 1))
+    m = keras.Model(inp, keras.layers.ReLU(**kw, name="r")(keras.layers.Conv2D(2, 3)(inp)))
+    m.save(tmp_path / "r.keras")
+    code, _, err = run(["compile", str(tmp_path / "r.keras"), "--calib", "x.npy"], capsys)
+    assert_clean_error(code, err, "layer 'r'", needle)
 
 
 @pytest.mark.parametrize("shape,batch,needle", [((None, None, 1), None, "dynamic"), ((8, 8, 1), 4, "batch size 4")])

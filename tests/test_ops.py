@@ -29,6 +29,16 @@ def _two(keras, shape, merge, act=None):  # noqa: ANN001, ANN202
     return keras.Model(inp, x)
 
 
+def _act_after_add(keras, shape, *acts):  # noqa: ANN001, ANN202
+    """Activations that cannot be fused into the op before them (an ADD of two branches)."""
+    L = keras.layers
+    inp = keras.Input(shape)
+    x = L.Add()([L.Conv2D(6, 3, padding="same")(inp), L.Conv2D(6, 1)(inp)])
+    for act in acts:
+        x = L.Activation(act)(x)
+    return keras.Model(inp, x)
+
+
 CASES = {
     "conv3x3_same_s1": lambda k, L: _m(k, (9, 9, 3), L.Conv2D(5, 3, padding="same")),
     "conv3x3_valid_s2": lambda k, L: _m(k, (11, 10, 2), L.Conv2D(4, 3, strides=2, padding="valid")),
@@ -97,6 +107,25 @@ CASES = {
     "concat_relu": lambda k, L: _two(k, (7, 9, 3), L.Concatenate, act=True),
     "activation_layers": lambda k, L: _m(k, (6, 6, 3), L.Conv2D(4, 3), L.Activation("relu"), L.Flatten(),
                                          L.Dense(5), L.Activation("softmax")),
+    # int8 activations as one 256-byte table each (lw_lut_s8); odd sizes run the kernel's byte tail
+    "conv_sigmoid": lambda k, L: _m(k, (7, 9, 3), L.Conv2D(5, 3, padding="same", activation="sigmoid")),
+    "conv_tanh": lambda k, L: _m(k, (7, 9, 3), L.Conv2D(5, 3, padding="same", activation="tanh")),
+    "conv_hard_silu": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(6, 3, padding="same", activation="hard_silu")),
+    "conv_silu": lambda k, L: _m(k, (7, 7, 3), L.Conv2D(5, 3, padding="same", activation="silu")),
+    "dense_hard_sigmoid": lambda k, L: _m(k, (24,), L.Dense(9, activation="hard_sigmoid")),
+    "add_hard_sigmoid_tanh": lambda k, L: _act_after_add(k, (6, 7, 3), "hard_sigmoid", "tanh"),
+    "input_sigmoid_hard_swish": lambda k, L: _m(k, (5, 7, 3), L.Activation("sigmoid"), L.Conv2D(4, 3),
+                                                L.Activation("hard_swish")),
+    "leaky_relu_0.2_in_place": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(6, 3, padding="same"), L.LeakyReLU(0.2),
+                                               L.Conv2D(4, 1)),
+    "leaky_relu_0.01_dense": lambda k, L: _m(k, (30,), L.Dense(11), L.LeakyReLU(0.01)),
+    "leaky_relu_3": lambda k, L: _m(k, (7, 6, 2), L.Conv2D(5, 3), L.LeakyReLU(3.0)),
+    "relu_negative_slope": lambda k, L: _m(k, (7, 7, 3), L.Conv2D(4, 3), L.ReLU(negative_slope=0.1)),
+    "prelu_unshared_in_place": lambda k, L: _m(k, (8, 7, 3), L.Conv2D(5, 3, padding="same"), L.PReLU(),
+                                               L.MaxPooling2D(2)),
+    "prelu_shared_hw": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(6, 3, padding="same"), L.PReLU(shared_axes=[1, 2])),
+    "prelu_shared_w": lambda k, L: _m(k, (6, 9, 2), L.Conv2D(4, 3), L.PReLU(shared_axes=[2])),
+    "prelu_dense": lambda k, L: _m(k, (20,), L.Dense(13), L.PReLU()),
 }
 
 
@@ -113,7 +142,9 @@ PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
 
 
 # rows that must keep an op separate (not fused into the op before it)
-OPS = {"concat_relu6": "RELU6", "concat_relu": "RELU"}
+OPS = {"concat_relu6": "RELU6", "concat_relu": "RELU", "conv_sigmoid": "LOGISTIC", "conv_tanh": "TANH",
+       "conv_hard_silu": "HARD_SWISH", "conv_silu": "MUL", "leaky_relu_3": "LEAKY_RELU",
+       "relu_negative_slope": "LEAKY_RELU", "prelu_shared_w": "PRELU"}
 
 
 def _takes(c, path: str) -> bool:  # noqa: ANN001

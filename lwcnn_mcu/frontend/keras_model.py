@@ -22,9 +22,14 @@ from lwcnn_mcu.util import capture_fd2, quiet_tensorflow
 SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU",
     "Activation", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "Flatten", "Reshape", "Dropout", "Add", "Concatenate", "ZeroPadding2D", "Rescaling", "Softmax",
+    "Flatten", "Reshape", "Dropout", "Add", "Concatenate", "ZeroPadding2D", "Rescaling", "Softmax", "LeakyReLU",
+    "PReLU",
 )
-SUPPORTED_ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "softmax", "linear")
+#: Activations (``activation=`` and ``Activation`` layers). What the TFLite converter makes of them:
+#: sigmoid LOGISTIC, tanh TANH, hard_silu/hard_swish HARD_SWISH, silu/swish LOGISTIC then MUL of the
+#: two, hard_sigmoid ADD of 3 (with RELU6) then MUL by 1/6 (both into the op before where it can).
+SUPPORTED_ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "softmax", "linear", "sigmoid", "tanh", "hard_sigmoid",
+                                          "hard_silu", "hard_swish", "silu", "swish")
 
 
 def _quiet_tf() -> None:
@@ -81,8 +86,12 @@ def check_model(model: Any, source: str) -> tuple[int, ...]:
             if name not in SUPPORTED_ACTIVATIONS:
                 raise LwcnnError(f"{source}: layer '{layer.name}' ({cls}) uses activation '{name}', which is not "
                                  f"supported; use one of: {', '.join(SUPPORTED_ACTIVATIONS)}")
-        if cls == "ReLU" and (getattr(layer, "negative_slope", 0) or getattr(layer, "threshold", 0)):
-            raise LwcnnError(f"{source}: layer '{layer.name}' is a leaky/thresholded ReLU, which is not supported")
+        if cls == "ReLU" and getattr(layer, "threshold", 0):
+            raise LwcnnError(f"{source}: layer '{layer.name}' is a thresholded ReLU (threshold "
+                             f"{layer.threshold:g}), which is not supported; use threshold 0")
+        if cls == "ReLU" and getattr(layer, "negative_slope", 0) and getattr(layer, "max_value", None) is not None:
+            raise LwcnnError(f"{source}: layer '{layer.name}' is a ReLU with both negative_slope and max_value, "
+                             "which is not supported; use one of them (or LeakyReLU)")
         for w in layer.get_weights():
             if not np.all(np.isfinite(w)):
                 raise LwcnnError(f"{source}: layer '{layer.name}' has NaN or Inf weights; retrain or fix the model")

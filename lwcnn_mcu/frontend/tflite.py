@@ -162,6 +162,50 @@ def _relu(max_value: float | None) -> Handler:
     return h
 
 
+def _unary(cls: type[ir.Op]) -> Handler:
+    def h(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+        return cls(name, (ins[0],), outs)
+    return h
+
+
+def _logistic(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    if t[outs[0]].zero_point != -128:
+        raise LwcnnError(f"op {name}: int8 LOGISTIC needs output zero point -128 (scale 1/256), as TFLite Micro "
+                         f"requires; it has {t[outs[0]].zero_point}. Re-quantize the model with the TFLite converter")
+    return ir.Logistic(name, (ins[0],), outs)
+
+
+def _hard_swish(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    x, y = t[ins[0]], t[outs[0]]
+    try:
+        quant.hard_swish_params(x.scale, y.scale)
+    except ValueError:
+        raise LwcnnError(f"op {name}: HARD_SWISH with input scale {x.scale:g} and output scale {y.scale:g} is "
+                         "refused by TFLite Micro (input scale must be below 128 x output scale); re-quantize the "
+                         "model") from None
+    return ir.HardSwish(name, (ins[0],), outs)
+
+
+def _leaky_relu(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    return ir.LeakyRelu(name, (ins[0],), outs, alpha=float(o.alpha) if o is not None else 0.0)  # schema default
+
+
+def _prelu(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    x, y = t[ins[0]], t[outs[0]]
+    alpha = t[ins[1]] if ins[1] >= 0 else None
+    if alpha is None or alpha.data is None or alpha.dtype != "int8" or alpha.quant is None:
+        raise LwcnnError(f"op {name}: PRELU needs a constant int8 alpha (as Keras PReLU gives)")
+    if len(alpha.quant.scale) != 1:
+        raise LwcnnError(f"op {name}: PRELU with a per-channel quantized alpha is not supported (one scale is)")
+    xs = (1,) * (4 - len(x.shape)) + tuple(x.shape)
+    als = (1,) * max(0, 4 - len(alpha.shape)) + tuple(alpha.shape)
+    if (len(x.shape) > 4 or len(alpha.shape) > 4 or x.shape != y.shape or als[0] != 1
+            or any(a not in (1, d) for a, d in zip(als, xs, strict=True))):
+        raise LwcnnError(f"op {name}: PRELU of a {list(x.shape)} input with alpha {list(alpha.shape)} is not "
+                         "supported (alpha must broadcast against the input, at most 4-D, batch 1)")
+    return ir.Prelu(name, (ins[0], ins[1]), outs)
+
+
 HANDLERS: dict[str, Handler] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _dwconv,
@@ -181,6 +225,11 @@ HANDLERS: dict[str, Handler] = {
     "DEQUANTIZE": _dequantize,
     "RELU": _relu(None),
     "RELU6": _relu(6.0),
+    "LOGISTIC": _logistic,
+    "TANH": _unary(ir.Tanh),
+    "HARD_SWISH": _hard_swish,
+    "LEAKY_RELU": _leaky_relu,
+    "PRELU": _prelu,
 }
 assert set(HANDLERS) == {n for c in ir.OP_CLASSES + ir.EDGE_CLASSES for n in c.tflite_ops}
 

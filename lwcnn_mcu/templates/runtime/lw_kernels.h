@@ -30,5 +30,7 @@ void lw_pad_s8(const lw_pad_params_t *p, const int8_t *input, int8_t *output);
 void lw_reshape_s8(const lw_reshape_params_t *p, const int8_t *input, int8_t *output);
 void lw_softmax_s8(const lw_softmax_params_t *p, const int8_t *input, int8_t *output);
 void lw_requant_s8(const lw_requant_params_t *p, const int8_t *input, int8_t *output);
+void lw_lut_s8(const lw_lut_params_t *p, const int8_t *table, const int8_t *input, int8_t *output);
+void lw_prelu_s8(const lw_prelu_params_t *p, const int8_t *input, const int8_t *alpha, int8_t *output);
 
 #endif /* LW_KERNELS_H */
