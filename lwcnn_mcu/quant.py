@@ -82,11 +82,25 @@ def conv_multipliers(input_scale: float, filter_scales: list[float], output_scal
     return mults, shifts
 
 
-def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
-    """PreprocessSoftmaxScaling + CalculateInputRadius for int8 (5 integer bits, double rounding)."""
-    k_scaled_diff_integer_bits = 5
+SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
+
+
+def softmax_input_multiplier(beta: float, input_scale: float) -> float:
+    """PreprocessSoftmaxScaling's real multiplier for int8: beta * input_scale * 2^26 (double), capped at 2^31-1.
+
+    TFLite (Micro) hands it to QuantizeMultiplierGreaterThanOne, whose TFLITE_CHECK_GT(multiplier, 1.0)
+    aborts the process, without a message, when it is not above 1 (an input scale under ~1.5e-8 for beta 1)."""
     max_real = float((1 << 31) - 1)
-    real = min(float(beta) * float(input_scale) * (1 << (31 - k_scaled_diff_integer_bits)), max_real)
+    return min(float(beta) * float(input_scale) * (1 << (31 - SOFTMAX_SCALED_DIFF_INTEGER_BITS)), max_real)
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """PreprocessSoftmaxScaling + CalculateInputRadius for int8 (5 integer bits, double rounding).
+
+    A multiplier in [0.5, 1] gets left shift 0 and the kernel runs as TFLite's would without its check
+    (TFLite itself aborts there, see :func:`softmax_input_multiplier`); below 0.5 there is no such kernel."""
+    k_scaled_diff_integer_bits = SOFTMAX_SCALED_DIFF_INTEGER_BITS
+    real = softmax_input_multiplier(beta, input_scale)
     mult, left_shift = quantize_multiplier_greater_than_one(real)
     max_input_rescaled = (
         1.0 * ((1 << k_scaled_diff_integer_bits) - 1) * (1 << (31 - k_scaled_diff_integer_bits))
