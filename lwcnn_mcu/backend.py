@@ -118,6 +118,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "lut": ("size",),
     "prelu": ("out_h", "out_w", "out_c", "alpha_stride_h", "alpha_stride_w", "alpha_stride_c", "in_offset",
               "alpha_offset", "out_offset", "pos_mult", "pos_shift", "neg_mult", "neg_shift"),
+    "tconv": _WINDOW + ("in_offset", "out_offset", "act_min", "act_max", "rq_fast"),
+    "resize_nearest": ("in_h", "in_w", "channels", "out_h", "out_w"),
 }
 
 ConstantsFn = Callable[[int, Any, ir.Graph, Options], Kernel]
@@ -440,6 +442,45 @@ def _prelu(k: int, op: ir.Prelu, g: ir.Graph, opts: Options) -> Kernel:
     arr = CArray(f"@a{k}", "int8_t", alpha.data.astype(np.int64).ravel().tolist(),
                  f"{op.name}: alpha {list(alpha.shape)}")
     return Kernel("prelu", _struct("prelu", op.lowered), (arr,), {"alpha": f"@a{k}"})
+@constants(ir.TransposeConv)
+def _tconv(k: int, op: ir.TransposeConv, g: ir.Graph, opts: Options) -> Kernel:
+    """TRANSPOSE_CONV as a gather: each output pixel sums the taps that reach it (no int32 buffer of
+    the whole output, no scratch), starting from the bias. The input offset cannot be folded into
+    the bias (border pixels are reached by fewer taps), so it comes per tap: tap_offset =
+    in_offset * sum of the tap's weights over the input channels, one int32 per (channel, ky, kx).
+    rq_fast (requant_flags) is proved on the bound |bias| + sum|tap_offset| + 128 * sum|w| of every
+    partial sum, passed to it as the bias."""
+    w = g.t(op.inputs[1])
+    wd = w.data.astype(np.int64)
+    oc = int(w.shape[0])
+    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+    bias = g.t(op.inputs[2]).data.astype(np.int64) if has_bias else np.zeros(oc, np.int64)
+    tap_offset = int(op.lowered["in_offset"]) * wd.sum(axis=3)  # (oc, k_h, k_w)
+    rq = requant_flags(op, g, np.abs(bias) + np.abs(tap_offset).reshape(oc, -1).sum(axis=1), opts)
+    v = {**op.lowered, "rq_fast": rq["rq_fast"]}
+    shape = list(w.shape)
+    arrays = (CArray(f"@w{k}", "int8_t", wd.ravel().tolist(), f"{op.name}: weights {shape} (OHWI)"),
+              CArray(f"@b{k}", "int32_t", bias.tolist(), f"{op.name}: bias" + ("" if has_bias else " (none: zeros)")),
+              CArray(f"@t{k}", "int32_t", tap_offset.ravel().tolist(),
+                     f"{op.name}: input offset times each tap's weight sum, per (channel, ky, kx)"),
+              CArray(f"@m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+              CArray(f"@s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"),
+              CArray(f"@r{k}", "int32_t", list(rq["rnd"]),
+                     f"{op.name}: rounding + output offset << -shift (fast requantization)"))
+    args = {"weights": f"@w{k}", "bias": f"@b{k}", "tap_offset": f"@t{k}", "mult": f"@m{k}", "shift": f"@s{k}",
+            "rnd": f"@r{k}"}
+    return Kernel("tconv", _struct("tconv", v), arrays, args, _variant_names(v, "rq_fast"), inline=True)
+
+
+@constants(ir.ResizeNearest)
+def _resize_nearest(k: int, op: ir.ResizeNearest, g: ir.Graph, opts: Options) -> Kernel:
+    """The source row and column of every output pixel, as element offsets into the input, in flash."""
+    lw = op.lowered
+    arrays = (CArray(f"@ry{k}", "int32_t", list(lw["row_offsets"]),
+                     f"{op.name}: per output row, the offset of its source row (in_y * in_w * channels)"),
+              CArray(f"@rx{k}", "int32_t", list(lw["col_offsets"]),
+                     f"{op.name}: per output column, the offset of its source pixel in a row (in_x * channels)"))
+    return Kernel("resize_nearest", _struct("resize_nearest", lw), arrays, {"rows": f"@ry{k}", "cols": f"@rx{k}"})
 
 
 assert set(_CONSTANTS) == set(ir.OP_CLASSES), "every IR op needs its @constants function"

@@ -11,6 +11,7 @@ target: kernel variants, flash layouts and scratch memory are the backend's
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -593,6 +594,105 @@ class Dequantize(Op):
         return dataclasses.replace(self, lowered={"scale": x.scale, "zero_point": x.zero_point})
 
 
+def _conv_out_size(padding: str, in_size: int, k: int, stride: int) -> int:
+    """TFLite ComputeOutSize (dilation 1), with C's truncating division."""
+    num = in_size + stride - 1 if padding == "SAME" else in_size + stride - k
+    return int(num / stride)
+
+
+@dataclass(frozen=True)
+class TransposeConv(Op):
+    """TRANSPOSE_CONV: inputs reordered to (x, filter OHWI, bias int32 | -1); the .tflite's first input,
+    the output_shape tensor, is dropped (TFLite Micro ignores it too and takes the output tensor's shape).
+
+    TFLite Micro's reference kernel scatters every input pixel times every kernel tap into an int32
+    buffer of the whole output, then adds the bias and requantizes. The padding is that of a
+    convolution from the transposed convolution's output back to its input (Prepare calls
+    ComputePaddingHeightWidth with the output's height and width as the input size): pad_top/pad_left
+    place input pixel (iy, ix) at output (iy * stride - pad_top + ky, ix * stride - pad_left + kx).
+    Multipliers and shifts per output channel as for CONV_2D; the fused activation clamps (measured:
+    the tflite-micro package honours RELU/RELU6 here)."""
+
+    stride: tuple[int, int] = (1, 1)
+    padding: str = "SAME"
+    activation: str = "NONE"
+
+    kind: ClassVar[str] = "tconv"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("TRANSPOSE_CONV",)
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        w = g.t(self.inputs[1])
+        oc, kh, kw, _ic = w.shape
+        ih, iw, ic = x.nhwc
+        oh, ow, _ = y.nhwc
+        pads = []
+        for out_size, k, s in ((oh, kh, self.stride[0]), (ow, kw, self.stride[1])):
+            conv_out = _conv_out_size(self.padding, out_size, k, s)
+            pads.append(max((conv_out - 1) * s + k - out_size, 0) // 2)
+        mults, shifts = quant.conv_multipliers(x.scale, list(w.quant.scale), y.scale, oc)
+        lw = {"in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc, "k_h": kh, "k_w": kw,
+              "stride_h": self.stride[0], "stride_w": self.stride[1], "pad_top": pads[0], "pad_left": pads[1],
+              "in_offset": -x.zero_point, "out_offset": y.zero_point, "mult": mults, "shift": shifts,
+              **_act(g, self.outputs[0], self.activation)}
+        return dataclasses.replace(self, lowered=lw)
+
+    def macs(self, g: Graph) -> int:
+        """The taps that land inside the output (the kernel skips the others, as TFLite Micro does)."""
+        w = g.t(self.inputs[1])
+        oc, kh, kw, ic = w.shape
+        lw = self.lowered or self.lower(g).lowered
+
+        def hits(n_in: int, n_out: int, k: int, s: int, pad: int) -> int:
+            return sum(1 for i in range(n_in) for t in range(k) if 0 <= i * s - pad + t < n_out)
+
+        return (hits(lw["in_h"], lw["out_h"], kh, lw["stride_h"], lw["pad_top"])
+                * hits(lw["in_w"], lw["out_w"], kw, lw["stride_w"], lw["pad_left"]) * ic * oc)
+
+
+def nearest_index(i: int, in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> int:
+    """TFLite's GetNearestNeighbor in IEEE single precision, operation for operation: the scale
+    (in - 1) / (out - 1) with align_corners (and out > 1), else in / out; (i + offset) * scale with
+    offset 0.5 for half-pixel centers; rounded half away from zero with align_corners, else floored;
+    clamped to in - 1 (and to 0 with half-pixel centers)."""
+    f = np.float32
+    if align_corners and out_size > 1:
+        scale = f(in_size - 1) / f(out_size - 1)
+    else:
+        scale = f(in_size) / f(out_size)
+    v = (f(i) + f(0.5 if half_pixel_centers else 0.0)) * scale
+    idx = quant.round_half_away(float(v)) if align_corners else math.floor(float(v))
+    idx = min(idx, in_size - 1)
+    return max(idx, 0) if half_pixel_centers else idx
+
+
+@dataclass(frozen=True)
+class ResizeNearest(Op):
+    """RESIZE_NEAREST_NEIGHBOR of a 4-D NHWC tensor: a gather copy of int8 codes (TFLite Micro copies
+    them whatever the output's quantization says). The source row of every output row and the source
+    column of every output column are computed here (``nearest_index``), as element offsets into the
+    input: ``row_offsets`` (in_y * in_w * C) and ``col_offsets`` (in_x * C)."""
+
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+    kind: ClassVar[str] = "resize_nearest"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("RESIZE_NEAREST_NEIGHBOR",)
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        ih, iw, c = x.nhwc
+        oh, ow, _ = y.nhwc
+        a, h = self.align_corners, self.half_pixel_centers
+        lw = {"in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+              "row_offsets": [nearest_index(i, ih, oh, a, h) * iw * c for i in range(oh)],
+              "col_offsets": [nearest_index(i, iw, ow, a, h) * c for i in range(ow)]}
+        return dataclasses.replace(self, lowered=lw)
+
+
 #: The conversions at a model's edges (float32 / uint8 I/O around the int8 core): read by the
 #: frontend into ``Graph.edge_in`` / ``edge_out`` (not ``Graph.ops``), lowered with the ops.
 EDGE_CLASSES: tuple[type[Op], ...] = (Quantize, Dequantize)
@@ -600,7 +700,7 @@ EDGE_CLASSES: tuple[type[Op], ...] = (Quantize, Dequantize)
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
                                     ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu,
-                                    Logistic, Tanh, HardSwish, LeakyRelu, Prelu)
+                                    Logistic, Tanh, HardSwish, LeakyRelu, Prelu, TransposeConv, ResizeNearest)
 
 
 @dataclass(frozen=True)

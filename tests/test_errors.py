@@ -99,10 +99,24 @@ def test_unsupported_tflite_op(keras, tmp_path, capsys):  # noqa: ANN001
 
 def test_unsupported_keras_layer(keras, tmp_path, capsys):  # noqa: ANN001
     inp = keras.Input((8, 8, 1))
-    m = keras.Model(inp, keras.layers.Conv2DTranspose(2, 3, name="up")(inp))
+    m = keras.Model(inp, keras.layers.LayerNormalization(name="norm")(inp))
+    m.save(tmp_path / "norm.keras")
+    code, _, err = run(["compile", str(tmp_path / "norm.keras"), "--calib", "x.npy", "-o", str(tmp_path / "out")],
+                       capsys)
+    assert_clean_error(code, err, "layer 'norm'", "LayerNormalization", "Supported layers: InputLayer, Conv2D")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda L: L.UpSampling2D(2, interpolation="bilinear", name="up"), "interpolation='bilinear'"),
+    (lambda L: L.Conv2DTranspose(2, 3, dilation_rate=2, name="up"), "dilation_rate"),
+], ids=["upsampling_bilinear", "tconv_dilation"])
+def test_unsupported_layer_options(keras, tmp_path, capsys, make, needle):  # noqa: ANN001
+    inp = keras.Input((8, 8, 1))
+    m = keras.Model(inp, make(keras.layers)(inp))
     m.save(tmp_path / "up.keras")
     code, _, err = run(["compile", str(tmp_path / "up.keras"), "--calib", "x.npy", "-o", str(tmp_path / "out")], capsys)
-    assert_clean_error(code, err, "layer 'up'", "Conv2DTranspose", "Supported layers: InputLayer, Conv2D")
+    assert_clean_error(code, err, "layer 'up'", needle)
     assert not (tmp_path / "out").exists()
 
 

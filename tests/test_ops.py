@@ -37,6 +37,18 @@ def _act_after_add(keras, shape, *acts):  # noqa: ANN001, ANN202
     for act in acts:
         x = L.Activation(act)(x)
     return keras.Model(inp, x)
+def _unet(keras, shape, up, out_act=None):  # noqa: ANN001, ANN202
+    """A tiny U-Net: conv, max pool, conv, upsampling (UpSampling2D, or a stride-2 Conv2DTranspose),
+    the skip concatenated, a Conv2DTranspose and a conv with out_act."""
+    L = keras.layers
+    inp = keras.Input(shape)
+    skip = L.Conv2D(6, 3, padding="same", activation="relu")(inp)
+    x = L.MaxPooling2D(2)(skip)
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = L.UpSampling2D(2)(x) if up == "upsampling" else L.Conv2DTranspose(8, 2, strides=2, activation="relu")(x)
+    x = L.Concatenate()([x, skip])
+    x = L.Conv2DTranspose(6, 3, padding="same", activation="relu")(x)
+    return keras.Model(inp, L.Conv2D(3, 3, padding="same", activation=out_act)(x))
 
 
 CASES = {
@@ -126,6 +138,22 @@ CASES = {
     "prelu_shared_hw": lambda k, L: _m(k, (8, 8, 3), L.Conv2D(6, 3, padding="same"), L.PReLU(shared_axes=[1, 2])),
     "prelu_shared_w": lambda k, L: _m(k, (6, 9, 2), L.Conv2D(4, 3), L.PReLU(shared_axes=[2])),
     "prelu_dense": lambda k, L: _m(k, (20,), L.Dense(13), L.PReLU()),
+    # TRANSPOSE_CONV (gathered per output pixel): strides, padding, kernel sizes, odd sizes, no bias, relu
+    "tconv3x3_s2_same": lambda k, L: _m(k, (7, 7, 3), L.Conv2DTranspose(4, 3, strides=2, padding="same")),
+    "tconv2x2_s2_valid": lambda k, L: _m(k, (6, 5, 3), L.Conv2DTranspose(4, 2, strides=2, padding="valid")),
+    "tconv3x3_s1_same_relu": lambda k, L: _m(k, (7, 6, 3), L.Conv2DTranspose(5, 3, padding="same",
+                                                                               activation="relu")),
+    "tconv4x4_s2_same_nobias_odd": lambda k, L: _m(k, (5, 7, 3), L.Conv2DTranspose(5, 4, strides=2, padding="same",
+                                                                                     use_bias=False)),
+    "tconv3x3_s2_valid_odd": lambda k, L: _m(k, (5, 4, 2), L.Conv2DTranspose(3, 3, strides=2, padding="valid")),
+    "tconv3x2_s2x1_c8_relu": lambda k, L: _m(k, (4, 5, 8), L.Conv2DTranspose(6, (3, 2), strides=(2, 1),
+                                                                              padding="same", activation="relu")),
+    # RESIZE_NEAREST_NEIGHBOR (UpSampling1D/2D, converted as a resize: Keras' own graph is a TILE)
+    "upsampling2x2_odd": lambda k, L: _m(k, (5, 7, 3), L.UpSampling2D(2), L.Conv2D(4, 3, padding="same")),
+    "upsampling2x3_odd": lambda k, L: _m(k, (5, 3, 4), L.Conv2D(3, 1), L.UpSampling2D((2, 3))),
+    "upsampling1d_x3": lambda k, L: _m(k, (21,), L.Reshape((7, 3)), L.UpSampling1D(3), L.Flatten(), L.Dense(5)),
+    "unet_upsampling_relu": lambda k, L: _unet(k, (8, 10, 3), "upsampling", "relu"),
+    "unet_tconv_linear": lambda k, L: _unet(k, (6, 8, 2), "tconv"),
 }
 
 
@@ -141,10 +169,11 @@ PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "maxpool2": "mono_pool"}
 
 
-# rows that must keep an op separate (not fused into the op before it)
+# rows that must keep an op separate (not fused into the op before it), or must reach the compiler as this op
 OPS = {"concat_relu6": "RELU6", "concat_relu": "RELU", "conv_sigmoid": "LOGISTIC", "conv_tanh": "TANH",
        "conv_hard_silu": "HARD_SWISH", "conv_silu": "MUL", "leaky_relu_3": "LEAKY_RELU",
-       "relu_negative_slope": "LEAKY_RELU", "prelu_shared_w": "PRELU"}
+       "relu_negative_slope": "LEAKY_RELU", "prelu_shared_w": "PRELU", "tconv3x3_s1_same_relu": "TRANSPOSE_CONV",
+       "upsampling2x2_odd": "RESIZE_NEAREST_NEIGHBOR", "upsampling1d_x3": "RESIZE_NEAREST_NEIGHBOR"}
 
 
 def _takes(c, path: str) -> bool:  # noqa: ANN001
@@ -193,3 +222,76 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
         for simd_path in (False, True):  # -O0: the same C semantics, built four times faster
             out = hostrun.build_host(v.gen.files, simd=simd_path, opt="-O0").run(x)
             assert np.array_equal(out, expect), f"{case} {name} simd={simd_path}: {(out != expect).sum()} bytes differ"
+
+
+# (6, 149) and (165, 75) from 5 x 7: sizes where single precision picks another source pixel than exact
+# arithmetic would (column 37 of 149; row 20 of 165, column 18 of 75)
+def _edited_tflite(model, shape, edit, path):  # noqa: ANN001, ANN202
+    """The model quantized, with edit(model_t, subgraph_t, opcode name of each operator) applied to its flatbuffer:
+    ops as other tools write them, which the Keras converter never does."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    from lwcnn_mcu.frontend import keras_model
+
+    buf = keras_model.quantize(model, np.random.default_rng(0).normal(0, 1, (16,) + shape).astype(np.float32))
+    m = fb.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    sg = m.subgraphs[0]
+    edit(m, sg, [names[m.operatorCodes[o.opcodeIndex].builtinCode] for o in sg.operators])
+    b = flatbuffers.Builder(0)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    path.write_bytes(bytes(b.Output()))
+    return compiler.compile_model(str(path))
+
+
+def _check_host_c(c, n: int = 8) -> None:  # noqa: ANN001
+    x = random_inputs(c, n)
+    expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
+    for flags in ({}, {"simd": True}, {"sanitize": True, "opt": "-O1"}):
+        got = hostrun.build_host(c.gen.files, **flags).run(x)
+        assert np.array_equal(got, expect), f"{flags}: {(got != expect).sum()} bytes differ"
+
+
+@pytest.mark.parametrize("act", ["RELU", "RELU6", "RELU_N1_TO_1"])
+def test_tconv_fused_activation_bitexact_with_tflm(keras, tmp_path, act):  # noqa: ANN001
+    """A fused activation on TRANSPOSE_CONV whose clamps lie inside int8 (output zero point 0, scale 1/20:
+    relu at 0, relu6 at 120, n1_to_1 at -20 and 20): TFLite Micro clamps, and so must the C."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = _m(keras, (5, 6, 3), keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same"))
+    randomize(model, seed=5)
+
+    def edit(m, sg, ops):  # noqa: ANN001, ANN202
+        op = sg.operators[ops.index("TRANSPOSE_CONV")]
+        op.builtinOptions.fusedActivationFunction = getattr(fb.ActivationFunctionType, act)
+        q = sg.tensors[op.outputs[0]].quantization
+        q.scale, q.zeroPoint = [0.05], [0]
+
+    c = _edited_tflite(model, (5, 6, 3), edit, tmp_path / "tconv.tflite")
+    assert (c.graph.ops[0].lowered["act_min"], c.graph.ops[0].lowered["act_max"]) == {
+        "RELU": (0, 127), "RELU6": (0, 120), "RELU_N1_TO_1": (-20, 20)}[act]
+    _check_host_c(c)
+
+
+RESIZES = [(False, False, (8, 11)), (True, False, (9, 4)), (False, True, (7, 5)), (True, True, (3, 13)),
+           (True, False, (1, 1)), (True, False, (6, 149)), (True, True, (165, 75))]
+
+
+@pytest.mark.parametrize("align,half,size", RESIZES,
+                         ids=[f"align{int(a)}_half{int(h)}_{s[0]}x{s[1]}" for a, h, s in RESIZES])
+def test_resize_nearest_modes_bitexact_with_tflm(keras, tmp_path, align, half, size):  # noqa: ANN001
+    """RESIZE_NEAREST_NEIGHBOR as other tools write it (Keras only makes half-pixel integer upsampling):
+    align_corners and half_pixel_centers, up and down, non-integer ratios; the index maps computed in
+    float32 must pick TFLite Micro's source pixels."""
+    model = _m(keras, (5, 7, 3), keras.layers.Conv2D(3, 1), keras.layers.UpSampling2D(2))
+    randomize(model, seed=3)
+
+    def edit(m, sg, ops):  # noqa: ANN001, ANN202
+        op = sg.operators[ops.index("RESIZE_NEAREST_NEIGHBOR")]
+        op.builtinOptions.alignCorners, op.builtinOptions.halfPixelCenters = align, half
+        m.buffers[sg.tensors[op.inputs[1]].buffer].data = np.array(size, np.int32).view(np.uint8).tolist()
+        out = sg.tensors[op.outputs[0]]
+        out.shape = out.shapeSignature = [1, size[0], size[1], 3]
+
+    _check_host_c(_edited_tflite(model, (5, 7, 3), edit, tmp_path / "resize.tflite"))

@@ -23,7 +23,7 @@ SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU",
     "Activation", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Reshape", "Dropout", "Add", "Concatenate", "ZeroPadding2D", "Rescaling", "Softmax", "LeakyReLU",
-    "PReLU",
+    "PReLU", "Conv2DTranspose", "UpSampling1D", "UpSampling2D",
 )
 #: Activations (``activation=`` and ``Activation`` layers). What the TFLite converter makes of them:
 #: sigmoid LOGISTIC, tanh TANH, hard_silu/hard_swish HARD_SWISH, silu/swish LOGISTIC then MUL of the
@@ -92,10 +92,56 @@ def check_model(model: Any, source: str) -> tuple[int, ...]:
         if cls == "ReLU" and getattr(layer, "negative_slope", 0) and getattr(layer, "max_value", None) is not None:
             raise LwcnnError(f"{source}: layer '{layer.name}' is a ReLU with both negative_slope and max_value, "
                              "which is not supported; use one of them (or LeakyReLU)")
+        _check_layer_options(layer, cls, source)
         for w in layer.get_weights():
             if not np.all(np.isfinite(w)):
                 raise LwcnnError(f"{source}: layer '{layer.name}' has NaN or Inf weights; retrain or fix the model")
     return tuple(int(d) for d in shape[1:])
+
+
+def _check_layer_options(layer: Any, cls: str, source: str) -> None:
+    """Options of an accepted layer class that the compiler does not support."""
+    if cls not in ("Conv2DTranspose", "UpSampling1D", "UpSampling2D"):
+        return
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        raise LwcnnError(f"{source}: layer '{layer.name}' ({cls}) uses data_format='channels_first'; lwcnn-mcu "
+                         "compiles channels_last (NHWC) models")
+    if cls in ("UpSampling1D", "UpSampling2D") and getattr(layer, "interpolation", "nearest") != "nearest":
+        raise LwcnnError(f"{source}: layer '{layer.name}' ({cls}) uses interpolation='{layer.interpolation}'; "
+                         "only 'nearest' is supported")
+    if cls == "Conv2DTranspose":
+        if tuple(layer.dilation_rate) != (1, 1):
+            raise LwcnnError(f"{source}: layer '{layer.name}' (Conv2DTranspose) has dilation_rate "
+                             f"{tuple(layer.dilation_rate)}; TFLite's TRANSPOSE_CONV has no dilation (use 1)")
+        if layer.output_padding is not None:
+            raise LwcnnError(f"{source}: layer '{layer.name}' (Conv2DTranspose) sets output_padding, which is not "
+                             "supported; leave it None")
+
+
+def _nearest_upsampling(layer: Any) -> Any:
+    """A layer that computes what an UpSampling1D/2D (nearest) does, in a form the TFLite converter turns
+    into RESIZE_NEAREST_NEIGHBOR (half_pixel_centers, exactly a repeat for integer factors): Keras 3
+    implements UpSampling with repeat, which the converter makes RESHAPE + TILE, an op TFLite Micro
+    does not have. A 1-D signal (T, C) is resized as a (T, 1, C) image (RESHAPEs around it, free)."""
+    import keras
+
+    two_d = layer.__class__.__name__ == "UpSampling2D"
+    fy, fx = (int(layer.size[0]), int(layer.size[1])) if two_d else (int(layer.size), 1)
+
+    class NearestUpsampling(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            y = x if two_d else keras.ops.reshape(x, (-1, x.shape[1], 1, x.shape[2]))
+            y = keras.ops.image.resize(y, (y.shape[1] * fy, y.shape[2] * fx), interpolation="nearest",
+                                       data_format="channels_last")
+            return y if two_d else keras.ops.reshape(y, (-1, y.shape[1], y.shape[3]))
+
+    return NearestUpsampling(name=layer.name)
+
+
+def _clone_layer(layer: Any) -> Any:
+    if layer.__class__.__name__ in ("UpSampling1D", "UpSampling2D"):
+        return _nearest_upsampling(layer)
+    return layer.__class__.from_config(layer.get_config())
 
 
 def check_data(x: Any, input_shape: tuple[int, ...], source: str, what: str = "data") -> np.ndarray:
@@ -121,7 +167,11 @@ def quantize(model: Any, calib: np.ndarray) -> bytes:
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     # a fixed input name: the .tflite (and the model hash in the generated C) is then the same on every
     # run, not dependent on how many Keras tensors the process has created before
-    m1 = keras.models.clone_model(model, input_tensors=keras.Input(shape, batch_size=1, name="input"))
+    inp = keras.Input(shape, batch_size=1, name="input")
+    if any(layer.__class__.__name__ in ("UpSampling1D", "UpSampling2D") for layer in _walk(model)):
+        m1 = keras.models.clone_model(model, input_tensors=inp, clone_function=_clone_layer, recursive=True)
+    else:
+        m1 = keras.models.clone_model(model, input_tensors=inp)
     m1.set_weights(model.get_weights())
     conv = tf.lite.TFLiteConverter.from_keras_model(m1)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -205,6 +205,33 @@ def _prelu(name, ins, outs, o, t):  # noqa: ANN001, ANN202
                          "supported (alpha must broadcast against the input, at most 4-D, batch 1)")
     return ir.Prelu(name, (ins[0], ins[1]), outs)
 
+def _tconv(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    if o is None or len(ins) not in (3, 4):
+        raise LwcnnError(f"op {name}: TRANSPOSE_CONV without its options or with {len(ins)} inputs (3 or 4 expected); "
+                         "the file is corrupt")
+    x, y = t[ins[2]], t[outs[0]]
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        raise LwcnnError(f"op {name}: TRANSPOSE_CONV is supported on 4-D NHWC tensors")
+    bias = ins[3] if len(ins) > 3 else -1
+    act = _act(o) if hasattr(o, "fusedActivationFunction") else "NONE"
+    return ir.TransposeConv(name, (ins[2], ins[1], bias), outs, stride=(o.strideH, o.strideW), padding=_pad(o),
+                            activation=act)
+
+
+def _resize_nearest(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    if o is None:
+        raise LwcnnError(f"op {name}: RESIZE_NEAREST_NEIGHBOR without its options; the file is corrupt")
+    x, y = t[ins[0]], t[outs[0]]
+    size = [int(v) for v in _const(t, ins[1], "size", name).ravel()]
+    if len(x.shape) != 4 or len(y.shape) != 4 or size != list(y.shape[1:3]):
+        raise LwcnnError(f"op {name}: RESIZE_NEAREST_NEIGHBOR is supported on 4-D NHWC tensors with a constant "
+                         f"size equal to the output's height and width (size {size}, output {list(y.shape)})")
+    return ir.ResizeNearest(name, (ins[0],), outs, align_corners=bool(o.alignCorners),
+                            half_pixel_centers=bool(o.halfPixelCenters))
+
+
+#: the index of an op's data input in the .tflite, where it is not the first (the others are its constants)
+DATA_INPUT: dict[str, int] = {"TRANSPOSE_CONV": 2}
 
 HANDLERS: dict[str, Handler] = {
     "CONV_2D": _conv,
@@ -230,6 +257,8 @@ HANDLERS: dict[str, Handler] = {
     "HARD_SWISH": _hard_swish,
     "LEAKY_RELU": _leaky_relu,
     "PRELU": _prelu,
+    "TRANSPOSE_CONV": _tconv,
+    "RESIZE_NEAREST_NEIGHBOR": _resize_nearest,
 }
 assert set(HANDLERS) == {n for c in ir.OP_CLASSES + ir.EDGE_CLASSES for n in c.tflite_ops}
 
@@ -424,7 +453,8 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
             raise LwcnnError(f"{source}: op #{k} {opname} (output '{label}') is not supported. "
                              f"Supported: {supported_ops()}")
         if j not in edge:
-            for tid in op_ins[:1] + op_outs:
+            data_in = op_ins[DATA_INPUT.get(opname, 0)] if len(op_ins) > DATA_INPUT.get(opname, 0) else -1
+            for tid in ((data_in,) if data_in >= 0 else ()) + op_outs:
                 if tensors[tid].dtype != "int8":
                     raise LwcnnError(f"{source}: op #{k} {opname} ('{label}') works on {tensors[tid].dtype} data "
                                      "inside the model; only int8 is supported between the model's edges")
@@ -449,7 +479,7 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
             ops.append(new)
 
     for op in ops:
-        if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected):
+        if isinstance(op, ir.Conv2D | ir.DepthwiseConv2D | ir.FullyConnected | ir.TransposeConv):
             w = tensors[op.inputs[1]]
             if w.data is None or w.quant is None:
                 raise LwcnnError(f"{source}: op '{op.name}' has non-constant or unquantized weights")

@@ -32,5 +32,10 @@ void lw_softmax_s8(const lw_softmax_params_t *p, const int8_t *input, int8_t *ou
 void lw_requant_s8(const lw_requant_params_t *p, const int8_t *input, int8_t *output);
 void lw_lut_s8(const lw_lut_params_t *p, const int8_t *table, const int8_t *input, int8_t *output);
 void lw_prelu_s8(const lw_prelu_params_t *p, const int8_t *input, const int8_t *alpha, int8_t *output);
+void lw_tconv_s8(const lw_tconv_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
+                 const int32_t *tap_offset, const int32_t *mult, const int32_t *shift, const int32_t *rnd,
+                 int8_t *output);
+void lw_resize_nearest_s8(const lw_resize_nearest_params_t *p, const int8_t *input, const int32_t *row_offsets,
+                          const int32_t *col_offsets, int8_t *output);
 
 #endif /* LW_KERNELS_H */
