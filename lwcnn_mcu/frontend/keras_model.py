@@ -23,6 +23,8 @@ SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU",
     "Activation", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Reshape", "Dropout", "Add", "Concatenate", "ZeroPadding2D", "Rescaling", "Softmax",
+    "Conv1D", "SeparableConv1D", "DepthwiseConv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D", "Cropping1D", "Cropping2D",
 )
 SUPPORTED_ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "softmax", "linear")
 
@@ -64,8 +66,8 @@ def check_model(model: Any, source: str) -> tuple[int, ...]:
         raise LwcnnError(f"{source}: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                          "lwcnn-mcu compiles single-input, single-output classifiers (unify a dual model first)")
     shape = tuple(model.inputs[0].shape)
-    if any(d is None for d in shape[1:]) or len(shape) not in (2, 4):
-        raise LwcnnError(f"{source}: input shape {list(shape)} is dynamic or not (H, W, C); "
+    if any(d is None for d in shape[1:]) or len(shape) not in (2, 3, 4):
+        raise LwcnnError(f"{source}: input shape {list(shape)} is dynamic or not (H, W, C), (T, C) or (F,); "
                          "give the model a fixed input shape")
     if shape[0] not in (None, 1):
         raise LwcnnError(f"{source}: input batch size {shape[0]}; only batch 1 (or unspecified) is supported")
