@@ -105,14 +105,15 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "avgpool": _WINDOW + ("act_min", "act_max"),
     "convpool": _CONV + ("pool_avg", "pool_h", "pool_w", "pool_stride_h", "pool_stride_w", "pool_pad_top",
                          "pool_pad_left", "pool_out_h", "pool_out_w", "pool_act_min", "pool_act_max"),
-    "mean": ("count", "channels", "in_zp", "out_zp", "mult", "shift"),
-    "reducemax": ("count", "channels"),
+    "mean": ("outer", "count", "channels", "in_zp", "out_zp", "mult", "shift"),
+    "reducemax": ("outer", "count", "channels"),
     "add": ("size", "in1_offset", "in2_offset", "out_offset", "left_shift", "in1_mult", "in1_shift", "in2_mult",
             "in2_shift", "out_mult", "out_shift", "act_min", "act_max", "in2_stride"),
     "mul": ("size", "in1_offset", "in2_offset", "out_offset", "mult", "shift", "act_min", "act_max", "in2_stride"),
     "concat": ("outer", "out_chunk"),
     "pad": ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "pad_top", "pad_left", "pad_front", "value"),
     "reshape": ("size",),
+    "slice": ("start", "size0", "size1", "size2", "size3", "step0", "step1", "step2", "step3"),
     "softmax": ("rows", "depth", "mult", "left_shift", "diff_min"),
     "requant": ("size", "in_zp", "out_zp", "mult", "shift", "act_min", "act_max"),
     "lut": ("size",),
@@ -417,8 +418,8 @@ def _elementwise(k: int, op: ir.Add | ir.Mul, g: ir.Graph, opts: Options) -> Ker
     return Kernel(op.kind, _struct(op.kind, op.lowered), tuple(arrays), args)
 
 
-@constants(ir.MaxPool2D, ir.AvgPool2D, ir.Mean, ir.ReduceMax, ir.Concatenation, ir.Pad, ir.Reshape, ir.Softmax,
-           ir.Requantize, ir.Relu)
+@constants(ir.MaxPool2D, ir.AvgPool2D, ir.Mean, ir.ReduceMax, ir.Concatenation, ir.Pad, ir.Reshape, ir.StridedSlice,
+           ir.Slice, ir.Softmax, ir.Requantize, ir.Relu)
 def _plain(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
     """Ops whose parameters are all in their struct."""
     return Kernel(op.kind, _struct(op.kind, op.lowered))

@@ -61,9 +61,12 @@ class Tensor:
 
     @property
     def nhwc(self) -> tuple[int, int, int]:
-        """(H, W, C) of a 4-D batch-1 tensor, or (1, 1, N) of a 2-D one."""
+        """(H, W, C) of a 4-D batch-1 tensor, (1, T, C) of a 3-D (N, T, C) one (a 1-D signal is a
+        one-row image, as the converter reshapes it for Conv1D), or (1, 1, N) of a 2-D one."""
         if len(self.shape) == 4:
             return self.shape[1], self.shape[2], self.shape[3]
+        if len(self.shape) == 3:
+            return 1, self.shape[1], self.shape[2]
         return 1, 1, self.size
 
 
@@ -252,9 +255,25 @@ class ConvPool(Op):
         return lw["out_h"] * lw["out_w"] * lw["out_c"] * lw["k_h"] * lw["k_w"] * lw["in_c"]
 
 
+def reduce_extents(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(outer, count, inner) of a reduction over ``axes`` (resolved, sorted): the input read as
+    outer x count x inner with the reduced values of one output ``inner`` apart. None when the
+    reduced axes are not one contiguous block once dimensions of size 1 are left out."""
+    kept = [a for a in range(len(shape)) if shape[a] != 1]
+    red = [a for a in kept if a in axes]
+    if red and [a for a in kept if red[0] <= a <= red[-1]] != red:
+        return None
+    first = red[0] if red else len(shape)
+    last = red[-1] if red else len(shape) - 1
+    return (int(np.prod(shape[:first], dtype=np.int64)), int(np.prod([shape[a] for a in red], dtype=np.int64)),
+            int(np.prod(shape[last + 1:], dtype=np.int64)))
+
+
 @dataclass(frozen=True)
 class Mean(Op):
-    """MEAN over H and W of a 4-D tensor (GlobalAveragePooling2D)."""
+    """MEAN over any axes that form one contiguous block of the input (H and W of NHWC for
+    GlobalAveragePooling2D, T of (N, T, C) for GlobalAveragePooling1D, the channels for a
+    channels_first pooling), with or without keep_dims (the output's shape says which)."""
 
     axes: tuple[int, ...] = (1, 2)
 
@@ -262,18 +281,23 @@ class Mean(Op):
     tflite_ops: ClassVar[tuple[str, ...]] = ("MEAN",)
 
     def lower(self, g: Graph) -> Op:
-        # TFLite Micro's EvalIntegerMean always takes QuantizedMeanOrSum (even for equal params).
+        # TFLite Micro's EvalIntegerMean takes QuantizedMeanOrSum for every int8 MEAN (whatever the
+        # axes, keep_dims, or equal input and output quantization; checked against the package):
+        # sum, remove count * zero point, one requantization with 1/count folded into the multiplier.
         x, y = self._io(g)
-        h, w, c = x.nhwc
-        mult, shift = quant.mean_params(x.scale, y.scale, h * w)
-        lw = {"count": h * w, "channels": c, "in_zp": x.zero_point, "out_zp": y.zero_point,
+        ext = reduce_extents(x.shape, self.axes)
+        assert ext is not None, "the frontend refuses non-contiguous reduction axes"
+        outer, count, inner = ext
+        mult, shift = quant.mean_params(x.scale, y.scale, count)
+        lw = {"outer": outer, "count": count, "channels": inner, "in_zp": x.zero_point, "out_zp": y.zero_point,
               "mult": mult, "shift": shift}
         return dataclasses.replace(self, lowered=lw)
 
 
 @dataclass(frozen=True)
 class ReduceMax(Op):
-    """REDUCE_MAX over H and W of a 4-D tensor (GlobalMaxPooling2D)."""
+    """REDUCE_MAX over any axes that form one contiguous block of the input (GlobalMaxPooling1D/2D,
+    channels_first too); input and output share scale and zero point (TFLite Micro requires it)."""
 
     axes: tuple[int, ...] = (1, 2)
 
@@ -281,8 +305,10 @@ class ReduceMax(Op):
     tflite_ops: ClassVar[tuple[str, ...]] = ("REDUCE_MAX",)
 
     def lower(self, g: Graph) -> Op:
-        h, w, c = g.t(self.inputs[0]).nhwc
-        return dataclasses.replace(self, lowered={"count": h * w, "channels": c})
+        ext = reduce_extents(g.t(self.inputs[0]).shape, self.axes)
+        assert ext is not None, "the frontend refuses non-contiguous reduction axes"
+        outer, count, inner = ext
+        return dataclasses.replace(self, lowered={"outer": outer, "count": count, "channels": inner})
 
 
 @dataclass(frozen=True)
@@ -376,16 +402,80 @@ class Pad(Op):
 
 @dataclass(frozen=True)
 class Reshape(Op):
-    """RESHAPE: the same bytes under another shape; the planner makes it free."""
+    """RESHAPE, SQUEEZE, EXPAND_DIMS: the same bytes under another shape; the planner makes it free."""
 
     kind: ClassVar[str] = "reshape"
-    tflite_ops: ClassVar[tuple[str, ...]] = ("RESHAPE",)
+    tflite_ops: ClassVar[tuple[str, ...]] = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
     def params(self, g: Graph) -> int:
         return 0
 
     def lower(self, g: Graph) -> Op:
         return dataclasses.replace(self, lowered={"size": g.t(self.outputs[0]).size})
+
+
+@dataclass(frozen=True)
+class StridedSlice(Op):
+    """STRIDED_SLICE with constant begin/end/strides (positive strides; begin, end and
+    shrink_axis masks; offset) of a tensor of rank <= 4: the output is a strided window of the
+    input, copied byte for byte (TFLite Micro requantizes nothing). ``lower`` resolves every axis
+    as TFLite's StridedSliceStartForAxis / StridedSliceEndForAxis do and turns the window into a
+    start offset plus four (count, step) pairs over the input's bytes."""
+
+    begin: tuple[int, ...] = ()
+    end: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    begin_mask: int = 0
+    end_mask: int = 0
+    shrink_axis_mask: int = 0
+    offset: bool = False
+
+    kind: ClassVar[str] = "slice"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("STRIDED_SLICE",)
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+    def window(self, shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
+        """(start, count, stride) of every axis."""
+        out = []
+        for a, size in enumerate(shape):
+            stride = self.strides[a]
+            start = self.begin[a] + size if self.begin[a] < 0 else self.begin[a]
+            start = min(max(start, 0), size)
+            if self.begin_mask >> a & 1:
+                start = 0
+            if self.shrink_axis_mask >> a & 1:
+                stop = start if start >= size else start + 1
+            else:
+                stop = self.end[a] + (start if self.offset else 0)
+                stop = stop + size if stop < 0 else stop
+                stop = min(max(stop, 0), size)
+                if self.end_mask >> a & 1:
+                    stop = size
+            out.append((start, max(0, -(-(stop - start) // stride)), stride))
+        return out
+
+    def lower(self, g: Graph) -> Op:
+        x, y = self._io(g)
+        win = self.window(x.shape)
+        elem = [int(np.prod(x.shape[a + 1:], dtype=np.int64)) for a in range(len(x.shape))]
+        counts = [c for _, c, _ in win]
+        assert int(np.prod(counts)) == y.size, "the frontend checks that the window fills the output"
+        steps = [s * e for (_, _, s), e in zip(win, elem, strict=True)]
+        counts, steps = [1] * (4 - len(counts)) + counts, [0] * (4 - len(steps)) + steps
+        lw: dict[str, int] = {"start": sum(b * e for (b, _, _), e in zip(win, elem, strict=True))}
+        lw.update({f"size{a}": counts[a] for a in range(4)})
+        lw.update({f"step{a}": steps[a] for a in range(4)})
+        return dataclasses.replace(self, lowered=lw)
+
+
+@dataclass(frozen=True)
+class Slice(StridedSlice):
+    """SLICE (constant begin and size; size -1: to the end of the axis), as TFLite Micro's
+    GetBeginAndSizeVectors reads it: a StridedSlice with unit strides and no masks."""
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("SLICE",)
 
 
 @dataclass(frozen=True)
@@ -699,8 +789,9 @@ EDGE_CLASSES: tuple[type[Op], ...] = (Quantize, Dequantize)
 
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
-                                    ReduceMax, Add, Mul, Concatenation, Pad, Reshape, Softmax, Requantize, Relu,
-                                    Logistic, Tanh, HardSwish, LeakyRelu, Prelu, TransposeConv, ResizeNearest)
+                                    ReduceMax, Add, Mul, Concatenation, Pad, Reshape, StridedSlice, Slice, Softmax,
+                                    Requantize, Relu, Logistic, Tanh, HardSwish, LeakyRelu, Prelu, TransposeConv,
+                                    ResizeNearest)
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,19 @@ def test_verify_json_passes(small, capsys):  # noqa: ANN001
     assert r["c_vs_onnx_argmax_agree"] is None  # an .onnx model's key (tests/test_onnx.py), null here
 
 
+
+
+@pytest.mark.parametrize("fn,needles", [
+    (lambda tf, x: x[:, ::-2, :, :], ("STRIDED_SLICE with strides [1, -2, 1, 1]", "positive strides only")),
+    (lambda tf, x: tf.reduce_mean(x, axis=[1, 3]), ("MEAN over axes [1, 3]", "one contiguous block")),
+], ids=["negative_stride", "mean_axes_1_3"])
+def test_unsupported_slice_or_reduction(tmp_path, capsys, fn, needles):  # noqa: ANN001
+    import tensorflow as tf
+
+    from tests.test_ops import _tf_int8
+
+    p = tmp_path / "op.tflite"
+    p.write_bytes(_tf_int8(lambda x: fn(tf, x), (6, 5, 3)))
+    code, _, err = run(["compile", str(p), "-o", str(tmp_path / "out")], capsys)
+    assert_clean_error(code, err, *needles)
+    assert not (tmp_path / "out").exists()

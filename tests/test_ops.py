@@ -1,7 +1,11 @@
 """One row per op configuration: a small random-weight Keras model, compiled, run as host C and
-compared byte for byte with TFLite Micro (also under AddressSanitizer/UBSan)."""
+compared byte for byte with TFLite Micro (also under AddressSanitizer/UBSan). Ops the Keras
+converter never writes (SLICE, SQUEEZE, EXPAND_DIMS, STRIDED_SLICE with shrink masks or negative
+indices) have rows in TFLITE_CASES: TensorFlow functions converted to int8 .tflite directly."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -154,8 +158,103 @@ CASES = {
     "upsampling1d_x3": lambda k, L: _m(k, (21,), L.Reshape((7, 3)), L.UpSampling1D(3), L.Flatten(), L.Dense(5)),
     "unet_upsampling_relu": lambda k, L: _unet(k, (8, 10, 3), "upsampling", "relu"),
     "unet_tconv_linear": lambda k, L: _unet(k, (6, 8, 2), "tconv"),
+    # 1-D signals (N, T, C): the converter makes Conv1D/pooling a RESHAPE to (1, 1, T, C) around the 2-D op
+    "conv1d_sensor": lambda k, L: _m(k, (32, 3), L.Conv1D(8, 5, padding="same", activation="relu"), L.MaxPooling1D(2),
+                                     L.Conv1D(12, 3, activation="relu"), L.GlobalAveragePooling1D(), L.Dense(5)),
+    "conv1d_s2_dil_causal": lambda k, L: _m(k, (21, 4), L.Conv1D(6, 3, strides=2, padding="valid"),
+                                            L.Conv1D(5, 3, dilation_rate=2, padding="causal")),
+    "separable1d_dw1d": lambda k, L: _m(k, (18, 4), L.SeparableConv1D(6, 3, padding="same", activation="relu"),
+                                        L.DepthwiseConv1D(3, strides=2, depth_multiplier=2)),
+    "avgpool1d_gmp1d": lambda k, L: _m(k, (19, 5), L.Conv1D(6, 3, padding="same"),
+                                       L.AveragePooling1D(3, strides=2, padding="same"), L.GlobalMaxPooling1D()),
+    "gap1d_keepdims": lambda k, L: _m(k, (15, 6), L.Conv1D(4, 3), L.GlobalAveragePooling1D(keepdims=True)),
+    "gap2d_keepdims": lambda k, L: _m(k, (6, 7, 3), L.Conv2D(5, 3), L.GlobalAveragePooling2D(keepdims=True)),
+    # channels_first global poolings: MEAN / REDUCE_MAX over the last axes (over the channels of NHWC data)
+    "mean_channels_1d": lambda k, L: _m(k, (12, 6), L.Conv1D(7, 3, padding="same"),
+                                        L.GlobalAveragePooling1D(data_format="channels_first")),
+    "mean_channels_2d_keepdims": lambda k, L: _m(k, (5, 6, 3), L.Conv2D(4, 3, padding="same"),
+                                                 L.GlobalAveragePooling2D(data_format="channels_first",
+                                                                          keepdims=True)),
+    "max_channels_1d": lambda k, L: _m(k, (10, 5), L.Conv1D(6, 3), L.GlobalMaxPooling1D(data_format="channels_first")),
+    "cropping1d": lambda k, L: _m(k, (20, 3), L.Conv1D(5, 3, padding="same"), L.Cropping1D((2, 5)),
+                                  L.Conv1D(4, 3)),
+    "cropping2d": lambda k, L: _m(k, (9, 10, 3), L.Conv2D(5, 3, padding="same"), L.Cropping2D(((1, 2), (3, 0))),
+                                  L.Conv2D(4, 3)),
 }
 
+
+def _tf_int8(fn, shape: tuple[int, ...]) -> bytes:  # noqa: ANN001
+    """A TensorFlow function of one (1, *shape) float input converted to a full-int8 .tflite."""
+    import tensorflow as tf
+
+    f = tf.function(fn, input_signature=[tf.TensorSpec((1,) + shape, tf.float32)])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    rng = np.random.default_rng(len(shape))
+    conv.representative_dataset = lambda: ([rng.normal(0, 1, (1,) + shape).astype(np.float32)] for _ in range(32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected": the int8 input's own
+        return bytes(conv.convert())
+
+
+def _reshape_as(buf: bytes, new: str, axis: int) -> bytes:
+    """The model with its RESHAPE ops rewritten as SQUEEZE (squeeze_dims [axis]) or EXPAND_DIMS (axis
+    as a constant input), which the converter itself always writes as RESHAPE."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = fb.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    sg = m.subgraphs[0]
+    code = fb.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = getattr(fb.BuiltinOperator, new)
+    code.version = 1
+    m.operatorCodes.append(code)
+    reshape = [k for k, c in enumerate(m.operatorCodes) if c.builtinCode == fb.BuiltinOperator.RESHAPE]
+    for op in sg.operators:
+        if op.opcodeIndex not in reshape:
+            continue
+        op.opcodeIndex = len(m.operatorCodes) - 1
+        if new == "SQUEEZE":
+            op.inputs = op.inputs[:1]
+            op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.SqueezeOptions, fb.SqueezeOptionsT()
+            op.builtinOptions.squeezeDims = [axis]
+        else:
+            b = fb.BufferT()
+            b.data = list(np.array([axis], np.int32).tobytes())
+            m.buffers.append(b)
+            t = fb.TensorT()
+            t.shape, t.type, t.buffer, t.name = [1], fb.TensorType.INT32, len(m.buffers) - 1, b"expand_axis"
+            sg.tensors.append(t)
+            op.inputs = [op.inputs[0], len(sg.tensors) - 1]
+            op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.ExpandDimsOptions, fb.ExpandDimsOptionsT()
+    builder = flatbuffers.Builder(0)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _filter(*shape: int) -> np.ndarray:
+    return np.random.default_rng(sum(shape)).normal(0, 0.4, shape).astype(np.float32)
+
+
+def _conv(tf, x, w):  # noqa: ANN001, ANN202
+    return tf.nn.conv2d(x, w, 1, "SAME")
+
+
+# row -> a function of TensorFlow returning the int8 .tflite bytes
+TFLITE_CASES = {
+    "squeeze_op": lambda tf: _reshape_as(_tf_int8(lambda x: tf.squeeze(_conv(tf, x, _filter(1, 3, 3, 4)), 1),
+                                                  (1, 9, 3)), "SQUEEZE", 1),
+    "expand_dims_op": lambda tf: _reshape_as(_tf_int8(lambda x: _conv(tf, tf.expand_dims(x, 1), _filter(1, 3, 3, 5)),
+                                                      (10, 3)), "EXPAND_DIMS", 1),
+    "slice_op": lambda tf: _tf_int8(lambda x: tf.slice(_conv(tf, x, _filter(3, 3, 3, 4)), [0, 1, 2, 1], [1, 3, -1, 2]),
+                                    (5, 7, 3)),
+    "strided_slice_shrink": lambda tf: _tf_int8(lambda x: _conv(tf, x, _filter(3, 3, 3, 4))[:, 1, 2:8:2, :],
+                                                (5, 9, 3)),
+    "strided_slice_negative": lambda tf: _tf_int8(lambda x: _conv(tf, x, _filter(3, 3, 3, 5))[:, -4:-1, ::3, 1::2],
+                                                  (6, 10, 3)),
+}
 
 # fast path (backend.Options) -> the struct field that says a layer takes it
 FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "in_place": "in_place"}
@@ -173,7 +272,11 @@ PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
 OPS = {"concat_relu6": "RELU6", "concat_relu": "RELU", "conv_sigmoid": "LOGISTIC", "conv_tanh": "TANH",
        "conv_hard_silu": "HARD_SWISH", "conv_silu": "MUL", "leaky_relu_3": "LEAKY_RELU",
        "relu_negative_slope": "LEAKY_RELU", "prelu_shared_w": "PRELU", "tconv3x3_s1_same_relu": "TRANSPOSE_CONV",
-       "upsampling2x2_odd": "RESIZE_NEAREST_NEIGHBOR", "upsampling1d_x3": "RESIZE_NEAREST_NEIGHBOR"}
+       "upsampling2x2_odd": "RESIZE_NEAREST_NEIGHBOR", "upsampling1d_x3": "RESIZE_NEAREST_NEIGHBOR",
+       "conv1d_s2_dil_causal": "PAD", "cropping1d": "STRIDED_SLICE", "cropping2d": "STRIDED_SLICE",
+       "mean_channels_1d": "MEAN", "max_channels_1d": "REDUCE_MAX", "squeeze_op": "SQUEEZE",
+       "expand_dims_op": "EXPAND_DIMS", "slice_op": "SLICE", "strided_slice_shrink": "STRIDED_SLICE",
+       "strided_slice_negative": "STRIDED_SLICE"}
 
 
 def _takes(c, path: str) -> bool:  # noqa: ANN001
@@ -190,10 +293,24 @@ def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     model = CASES[case](keras, keras.layers)
     randomize(model, seed=len(case))
     c = compile_keras(model, tmp_path, seed=len(case))
+    _check_bitexact(case, c, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(TFLITE_CASES))
+def test_tflite_op_bitexact_with_tflm(case, tmp_path):  # noqa: ANN001
+    """The same comparisons for an int8 .tflite written from TensorFlow functions."""
+    import tensorflow as tf
+
+    path = tmp_path / f"{case}.tflite"
+    path.write_bytes(TFLITE_CASES[case](tf))
+    _check_bitexact(case, compiler.compile_model(str(path)), tmp_path)
+
+
+def _check_bitexact(case: str, c, tmp_path) -> None:  # noqa: ANN001
     if case in PATHS:
         assert _takes(c, PATHS[case]), f"{case} does not exercise {PATHS[case]}"
     if case in OPS:
-        assert OPS[case] in [op.opcode for op in c.graph.ops], f"{case} has no separate {OPS[case]}"
+        assert OPS[case] in [op.opcode for op in c.graph.ops], f"{case} has no (separate) {OPS[case]}"
     x = random_inputs(c, 48)
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
     got = hostrun.build_host(c.gen.files).run(x)

@@ -77,11 +77,22 @@ def _const(t: dict[int, ir.Tensor], tid: int, what: str, op: str) -> np.ndarray:
 def _reduce(cls: type[ir.Op]) -> Handler:
     def h(name, ins, outs, o, t):  # noqa: ANN001, ANN202
         x = t[ins[0]]
-        axes = tuple(sorted(int(a) % len(x.shape) for a in _const(t, ins[1], "axis", name).ravel()))
-        if len(x.shape) != 4 or axes != (1, 2):
-            raise LwcnnError(f"op {name}: {cls.tflite_ops[0]} over axes {list(axes)} of a {len(x.shape)}-D "
-                             "tensor is not supported (only over height and width of an NHWC tensor, as "
-                             "GlobalAveragePooling2D/GlobalMaxPooling2D produce)")
+        rank = len(x.shape)
+        raw = _const(t, ins[1], "axis", name).ravel()
+        if any(not -rank <= int(a) < rank for a in raw):
+            raise LwcnnError(f"op {name}: {cls.tflite_ops[0]} axis {raw.tolist()} is out of range for a {rank}-D input")
+        axes = tuple(sorted({int(a) % rank for a in raw}))
+        ext = ir.reduce_extents(x.shape, axes)
+        if rank > 4 or ext is None:
+            raise LwcnnError(f"op {name}: {cls.tflite_ops[0]} over axes {list(axes)} of a {rank}-D tensor "
+                             f"{list(x.shape)} is not supported (the reduced axes must be one contiguous block, "
+                             "as global poolings and means over the channels produce)")
+        if ext[0] * ext[2] != t[outs[0]].size:
+            raise LwcnnError(f"op {name}: {cls.tflite_ops[0]} of {list(x.shape)} over axes {list(axes)} cannot give "
+                             f"the output {list(t[outs[0]].shape)}; the file is corrupt")
+        if cls is ir.ReduceMax and (x.scale, x.zero_point) != (t[outs[0]].scale, t[outs[0]].zero_point):
+            raise LwcnnError(f"op {name}: REDUCE_MAX with different input and output quantization is not supported "
+                             "(TFLite Micro requires them equal)")
         return cls(name, (ins[0],), outs, axes=axes)
     return h
 
@@ -120,17 +131,73 @@ def _concat(name, ins, outs, o, t):  # noqa: ANN001, ANN202
 
 
 def _padop(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    rank = len(t[ins[0]].shape)
     p = _const(t, ins[1], "paddings", name).reshape(-1, 2)
     value = None
     if len(ins) > 2 and ins[2] >= 0:
         value = int(_const(t, ins[2], "constant value", name).ravel()[0])
-    if len(t[ins[0]].shape) != 4 or p.shape[0] != 4 or tuple(p[0]) != (0, 0):
-        raise LwcnnError(f"op {name}: PAD is supported on 4-D NHWC tensors without batch padding")
+    if rank not in (3, 4) or p.shape[0] != rank or tuple(p[0]) != (0, 0):
+        raise LwcnnError(f"op {name}: PAD is supported on 4-D NHWC and 3-D (N, T, C) tensors without batch padding")
     return ir.Pad(name, (ins[0],), outs, paddings=tuple((int(a), int(b)) for a, b in p), value=value)
 
 
 def _reshape(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    """RESHAPE, SQUEEZE, EXPAND_DIMS: the output tensor's shape is the new shape (their shape/axis
+    inputs and options only say how the converter computed it)."""
+    if t[ins[0]].size != t[outs[0]].size:
+        raise LwcnnError(f"op {name}: reshaping {list(t[ins[0]].shape)} to {list(t[outs[0]].shape)} changes the "
+                         "number of values; the file is corrupt")
     return ir.Reshape(name, (ins[0],), outs)
+
+
+def _slice_input(t: dict[int, ir.Tensor], tid: int, what: str, op: str, rank: int) -> tuple[int, ...]:
+    v = _const(t, tid, what, op).ravel()
+    if v.size != rank:
+        raise LwcnnError(f"op {op}: its {what} has {v.size} values for a {rank}-D input")
+    return tuple(int(a) for a in v)
+
+
+def _check_window(op: ir.StridedSlice, t: dict[int, ir.Tensor]) -> ir.StridedSlice:
+    x, y = t[op.inputs[0]], t[op.outputs[0]]
+    counts = [c for _, c, _ in op.window(x.shape)]
+    if int(np.prod(counts)) != y.size or 0 in counts:
+        raise LwcnnError(f"op {op.name}: the slice of {list(x.shape)} is {counts} but the output is {list(y.shape)}; "
+                         "empty or inconsistent slices are not supported")
+    return op
+
+
+def _strided_slice(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    rank = len(t[ins[0]].shape)
+    if rank > 4:
+        raise LwcnnError(f"op {name}: STRIDED_SLICE of a {rank}-D tensor is not supported (rank <= 4 is)")
+    if o is not None and (o.ellipsisMask or o.newAxisMask):
+        raise LwcnnError(f"op {name}: STRIDED_SLICE with an ellipsis or new-axis mask is not supported; "
+                         "slice with plain begin/end/strides")
+    strides = _slice_input(t, ins[3], "strides", name, rank) if len(ins) > 3 else (1,) * rank
+    if any(s <= 0 for s in strides):
+        raise LwcnnError(f"op {name}: STRIDED_SLICE with strides {list(strides)} is not supported (positive "
+                         "strides only)")
+    op = ir.StridedSlice(name, (ins[0],), outs, begin=_slice_input(t, ins[1], "begin", name, rank),
+                         end=_slice_input(t, ins[2], "end", name, rank), strides=strides,
+                         begin_mask=int(o.beginMask) if o is not None else 0,
+                         end_mask=int(o.endMask) if o is not None else 0,
+                         shrink_axis_mask=int(o.shrinkAxisMask) if o is not None else 0,
+                         offset=bool(getattr(o, "offset", False)) if o is not None else False)
+    return _check_window(op, t)
+
+
+def _slice(name, ins, outs, o, t):  # noqa: ANN001, ANN202
+    x = t[ins[0]]
+    rank = len(x.shape)
+    if rank > 4:
+        raise LwcnnError(f"op {name}: SLICE of a {rank}-D tensor is not supported (rank <= 4 is)")
+    begin = _slice_input(t, ins[1], "begin", name, rank)
+    size = _slice_input(t, ins[2], "size", name, rank)
+    end = tuple(d if n == -1 else b + n for b, n, d in zip(begin, size, x.shape, strict=True))
+    if any(not 0 <= b < e <= d for b, e, d in zip(begin, end, x.shape, strict=True)):
+        raise LwcnnError(f"op {name}: SLICE begin {list(begin)} size {list(size)} is outside the input "
+                         f"{list(x.shape)}")
+    return _check_window(ir.Slice(name, (ins[0],), outs, begin=begin, end=end, strides=(1,) * rank), t)
 
 
 def _softmax(name, ins, outs, o, t):  # noqa: ANN001, ANN202
@@ -247,6 +314,10 @@ HANDLERS: dict[str, Handler] = {
     "PAD": _padop,
     "PADV2": _padop,
     "RESHAPE": _reshape,
+    "SQUEEZE": _reshape,
+    "EXPAND_DIMS": _reshape,
+    "STRIDED_SLICE": _strided_slice,
+    "SLICE": _slice,
     "SOFTMAX": _softmax,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,

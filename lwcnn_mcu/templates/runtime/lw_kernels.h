@@ -28,6 +28,7 @@ void lw_mul_s8(const lw_mul_params_t *p, const int8_t *input1, const int8_t *inp
 void lw_concat_s8(const lw_concat_params_t *p, const int8_t *input, int32_t chunk, int32_t offset, int8_t *output);
 void lw_pad_s8(const lw_pad_params_t *p, const int8_t *input, int8_t *output);
 void lw_reshape_s8(const lw_reshape_params_t *p, const int8_t *input, int8_t *output);
+void lw_slice_s8(const lw_slice_params_t *p, const int8_t *input, int8_t *output);
 void lw_softmax_s8(const lw_softmax_params_t *p, const int8_t *input, int8_t *output);
 void lw_requant_s8(const lw_requant_params_t *p, const int8_t *input, int8_t *output);
 void lw_lut_s8(const lw_lut_params_t *p, const int8_t *table, const int8_t *input, int8_t *output);

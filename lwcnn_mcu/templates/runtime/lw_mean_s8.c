@@ -1,15 +1,18 @@
 /*
- * lw_mean_s8 - int8 mean over height and width (TFLite MEAN as TFLite Micro's
- * QuantizedMeanOrSum computes it: sum, remove the zero point, one requantization that
- * folds 1/count into the multiplier).
+ * lw_mean_s8 - int8 mean over one contiguous block of axes (TFLite MEAN as TFLite Micro's
+ * QuantizedMeanOrSum computes it for every int8 MEAN: sum, remove the zero point, one
+ * requantization that folds 1/count into the multiplier). Height and width of NHWC
+ * (GlobalAveragePooling2D), the steps of (N, T, C) (GlobalAveragePooling1D), or the channels.
  *
- * p      [in]  count = H*W, channels, zero points, folded multiplier and shift
- * input  [in]  count x channels (NHWC)
- * output [out] channels values
+ * p      [in]  outer: independent blocks (>= 1); count: values averaged into each output (>= 1);
+ *              channels: outputs per block, the distance between the values of one output (>= 1);
+ *              zero points, folded multiplier and shift
+ * input  [in]  outer x count x channels values (for H,W of NHWC: 1 x H*W x C)
+ * output [out] outer x channels values
  */
 #include "lw_kernels.h"
 
-void lw_mean_s8(const lw_mean_params_t *p, const int8_t *input, int8_t *output)
+static void lw_mean_block(const lw_mean_params_t *p, const int8_t *input, int8_t *output)
 {
     int32_t c = 0;
 #if LW_SIMD
@@ -38,5 +41,12 @@ void lw_mean_s8(const lw_mean_params_t *p, const int8_t *input, int8_t *output)
         }
         int32_t v = lw_mbqm(sum - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
         output[c] = (int8_t)LW_CLAMP(v, -128, 127);
+    }
+}
+
+void lw_mean_s8(const lw_mean_params_t *p, const int8_t *input, int8_t *output)
+{
+    for (int32_t o = 0; o < p->outer; ++o) {
+        lw_mean_block(p, input + o * p->count * p->channels, output + o * p->channels);
     }
 }
