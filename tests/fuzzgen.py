@@ -45,7 +45,8 @@ def _window(draw: Any, h: int, w: int, max_k: int = 5, dilation: bool = True) ->
     return {"kernel": [kh, kw], "stride": stride, "dilation": dil, "padding": padding}
 
 
-ACTS = ("linear", "relu", "relu6")
+ACTS = ("linear", "relu", "relu6", "sigmoid", "tanh", "hard_silu", "silu", "hard_sigmoid")
+MAX_SIDE = 24  # upsampling and transposed convolutions stop growing a map beyond this
 
 
 @st.composite
@@ -53,8 +54,33 @@ def _layer(draw: Any, shape: list[int], dilation: bool) -> tuple[dict[str, Any],
     """One layer spec for an (H, W, C) input and the shape it produces. No dilation in a batch -1 export:
     the converter writes it as SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND, which TFLite Micro gets wrong (refused)."""
     h, w, c = shape
-    kind = draw(st.sampled_from(["conv", "conv", "dwconv", "sepconv", "pool", "zeropad", "relu", "bn", "branch",
-                                 "residual"]))
+    kinds = ["conv", "conv", "dwconv", "sepconv", "pool", "zeropad", "relu", "bn", "branch", "residual", "act",
+             "leaky", "prelu", "tconv", "upsample", "crop"]
+    kind = draw(st.sampled_from(kinds))
+    if kind in ("tconv", "upsample") and max(h, w) * 2 > MAX_SIDE:
+        kind = "conv"
+    if kind == "crop" and min(h, w) < 3:
+        kind = "relu"
+    if kind == "act":
+        return {"kind": "act", "act": draw(st.sampled_from(ACTS[1:]))}, shape
+    if kind == "leaky":
+        return {"kind": "leaky", "alpha": draw(st.sampled_from([0.01, 0.1, 0.3, 2.0]))}, shape
+    if kind == "prelu":
+        return {"kind": "prelu", "shared": draw(st.sampled_from([[], [1, 2], [1], [2]]))}, shape
+    if kind == "tconv":
+        k, stride = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+        padding = draw(st.sampled_from(["same", "valid"]))
+        f = draw(st.integers(1, 8))
+        out = [n * stride + (max(k - stride, 0) if padding == "valid" else 0) for n in (h, w)]  # Keras' lengths
+        return ({"kind": "tconv", "filters": f, "kernel": k, "stride": stride, "padding": padding,
+                 "act": draw(st.sampled_from(ACTS[:3])), "bias": draw(st.booleans())}, out + [f])
+    if kind == "upsample":
+        size = [draw(st.integers(1, 2)), draw(st.integers(1, 3))]
+        return {"kind": "upsample", "size": size}, [h * size[0], w * size[1], c]
+    if kind == "crop":
+        cr = [draw(st.integers(0, (h - 1) // 2)), draw(st.integers(0, (h - 1) // 2)),
+              draw(st.integers(0, (w - 1) // 2)), draw(st.integers(0, (w - 1) // 2))]
+        return {"kind": "crop", "crop": cr}, [h - cr[0] - cr[1], w - cr[2] - cr[3], c]
     if kind in ("conv", "dwconv", "sepconv"):
         win = draw(_window(h, w, dilation=dilation))
         spec = {"kind": kind, **win, "act": draw(st.sampled_from(ACTS)), "bias": draw(st.booleans())}
@@ -89,7 +115,7 @@ def _layer(draw: Any, shape: list[int], dilation: bool) -> tuple[dict[str, Any],
 @st.composite
 def graphs(draw: Any, max_layers: int = 5) -> dict[str, Any]:
     """A random model spec: input, layers, head, I/O type, seeds."""
-    rank = draw(st.sampled_from([4, 4, 4, 2]))
+    rank = draw(st.sampled_from([4, 4, 4, 3, 2]))
     spec: dict[str, Any] = {"io": draw(st.sampled_from(IO_KINDS)), "seed": draw(st.integers(0, 2**31 - 1)),
                             "layers": []}
     if rank == 2:
@@ -98,12 +124,49 @@ def graphs(draw: Any, max_layers: int = 5) -> dict[str, Any]:
                            "bias": draw(st.booleans())} for _ in range(draw(st.integers(1, 3)))]
         spec["head"] = draw(st.sampled_from(["none", "softmax"]))
         return spec
+    if rank == 3:
+        return _signal(draw, spec)
     shape = [draw(st.integers(1, 14)), draw(st.integers(1, 14)), draw(st.integers(1, 9))]
     spec["input"] = list(shape)
     for _ in range(draw(st.integers(1, max_layers))):
         layer, shape = draw(_layer(shape, dilation=spec["io"] == "int8"))
         spec["layers"].append(layer)
     spec["head"] = draw(st.sampled_from(["none", "gap", "gmp", "flatten_dense", "dense_softmax"]))
+    spec["units"] = draw(st.integers(1, 12))
+    return spec
+
+
+def _signal(draw: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """A 1-D model: (T, C) input, Conv1D family and 1-D pooling, a 1-D head."""
+    t, c = draw(st.integers(4, 40)), draw(st.integers(1, 6))
+    spec["input"] = [t, c]
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["conv1d", "conv1d", "sepconv1d", "dwconv1d", "pool1d", "crop1d"]))
+        if kind == "crop1d" and t < 3:
+            kind = "conv1d"
+        if kind == "crop1d":
+            a, b = draw(st.integers(0, (t - 1) // 2)), draw(st.integers(0, (t - 1) // 2))
+            spec["layers"].append({"kind": kind, "crop": [a, b]})
+            t -= a + b
+            continue
+        k = draw(st.integers(1, min(5, t) if kind != "pool1d" else min(3, t)))
+        stride = draw(st.integers(1, 2))
+        padding = draw(st.sampled_from(["same", "valid"] + (["causal"] if kind == "conv1d" and stride == 1 else [])))
+        layer = {"kind": kind, "kernel": k, "stride": stride, "padding": padding}
+        if kind == "pool1d":
+            layer["op"] = draw(st.sampled_from(["max", "avg"]))
+            padding = "valid" if padding == "causal" else padding
+            layer["padding"] = padding
+        else:
+            layer["act"] = draw(st.sampled_from(ACTS))
+            if kind == "dwconv1d":
+                layer["multiplier"] = draw(st.integers(1, 2))
+                c *= layer["multiplier"]
+            else:
+                c = layer["filters"] = draw(st.integers(1, 10))
+        spec["layers"].append(layer)
+        t = -(-t // stride) if padding in ("same", "causal") else (t - k) // stride + 1
+    spec["head"] = draw(st.sampled_from(["none", "gap1d", "gmp1d", "flatten_dense"]))
     spec["units"] = draw(st.integers(1, 12))
     return spec
 
@@ -151,6 +214,33 @@ def build(spec: dict[str, Any]) -> Any:
             x = L.Add()([x, y])
             if act:
                 x = L.Activation(act)(x)
+        elif k == "act":
+            x = L.Activation(s["act"])(x)
+        elif k == "leaky":
+            x = L.LeakyReLU(s["alpha"])(x)
+        elif k == "prelu":
+            x = L.PReLU(shared_axes=s["shared"] or None)(x)
+        elif k == "tconv":
+            x = L.Conv2DTranspose(s["filters"], s["kernel"], strides=s["stride"], padding=s["padding"], activation=act,
+                                  use_bias=s["bias"])(x)
+        elif k == "upsample":
+            x = L.UpSampling2D(tuple(s["size"]))(x)
+        elif k == "crop":
+            cr = s["crop"]
+            x = L.Cropping2D(((cr[0], cr[1]), (cr[2], cr[3])))(x)
+        elif k in ("conv1d", "sepconv1d", "dwconv1d"):
+            common = {"strides": s["stride"], "padding": s["padding"], "activation": act}
+            if k == "conv1d":
+                x = L.Conv1D(s["filters"], s["kernel"], **common)(x)
+            elif k == "sepconv1d":
+                x = L.SeparableConv1D(s["filters"], s["kernel"], **common)(x)
+            else:
+                x = L.DepthwiseConv1D(s["kernel"], depth_multiplier=s["multiplier"], **common)(x)
+        elif k == "pool1d":
+            cls = L.MaxPooling1D if s["op"] == "max" else L.AveragePooling1D
+            x = cls(s["kernel"], strides=s["stride"], padding=s["padding"])(x)
+        elif k == "crop1d":
+            x = L.Cropping1D(tuple(s["crop"]))(x)
         elif k == "dense":
             x = L.Dense(s["units"], activation=act, use_bias=s["bias"])(x)
         else:
@@ -160,6 +250,10 @@ def build(spec: dict[str, Any]) -> Any:
         x = L.GlobalAveragePooling2D()(x)
     elif head == "gmp":
         x = L.GlobalMaxPooling2D()(x)
+    elif head == "gap1d":
+        x = L.GlobalAveragePooling1D()(x)
+    elif head == "gmp1d":
+        x = L.GlobalMaxPooling1D()(x)
     elif head in ("flatten_dense", "dense_softmax"):
         x = L.Dense(spec["units"], activation="softmax" if head == "dense_softmax" else None)(L.Flatten()(x))
     elif head == "softmax":

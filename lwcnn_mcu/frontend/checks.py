@@ -118,7 +118,11 @@ def _pool(op: ir.MaxPool2D, g: ir.Graph) -> None:
 
 def _reduce(op: ir.Mean, g: ir.Graph) -> None:
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    _need(len(x.shape) == 4 and y.size == x.shape[3], f"output {list(y.shape)} is not the input's channels")
+    _need(all(-len(x.shape) <= a < len(x.shape) for a in op.axes),
+          f"axes {list(op.axes)} of a rank-{len(x.shape)} input")
+    ext = ir.reduce_extents(x.shape, tuple(sorted(a % len(x.shape) for a in op.axes)))
+    _need(ext is not None and y.size == ext[0] * ext[2],
+          f"output {list(y.shape)} is not the input {list(x.shape)} reduced over axes {list(op.axes)}")
 
 
 def _same_size(op: ir.Op, g: ir.Graph) -> None:
