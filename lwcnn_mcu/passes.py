@@ -55,7 +55,7 @@ def drop_identity_reshapes(g: ir.Graph) -> ir.Graph:
     return g.replace(ops=tuple(ops))
 
 
-_FUSABLE = (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected, ir.MaxPool2D, ir.AvgPool2D, ir.Add)
+_FUSABLE = (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected, ir.MaxPool2D, ir.AvgPool2D, ir.Add)  # and ir.Sub
 
 
 def fuse_activations(g: ir.Graph) -> ir.Graph:

@@ -22,7 +22,8 @@ from lwcnn_mcu.util import capture_fd2, quiet_tensorflow
 SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU",
     "Activation", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "Flatten", "Reshape", "Dropout", "Add", "Concatenate", "ZeroPadding2D", "Rescaling", "Softmax",
+    "Flatten", "Reshape", "Dropout", "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Concatenate",
+    "ZeroPadding2D", "Rescaling", "Softmax",
 )
 SUPPORTED_ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "softmax", "linear")
 
