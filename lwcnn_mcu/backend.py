@@ -94,6 +94,10 @@ _WINDOW = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "str
 _CONV = _WINDOW + ("dil_h", "dil_w", "in_offset", "out_offset", "act_min", "act_max", "row4", "patch_len", "rq_fast",
                    "rq_mono", "in_place", "pw16")
 
+#: the loops of a broadcasting elementwise kernel (ir.broadcast_loops): extents n0..n3 (n3 innermost, one
+#: row) and each input's step per loop in elements (0: broadcast along it)
+_BROADCAST = ("n0", "n1", "n2", "n3", "in1_s0", "in1_s1", "in1_s2", "in1_s3", "in2_s0", "in2_s1", "in2_s2", "in2_s3")
+
 #: The fields of every kernel's parameter struct (all int32_t), in order: lw_params.h is generated
 #: from this table and the constants functions below fill it.
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -107,9 +111,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
                          "pool_pad_left", "pool_out_h", "pool_out_w", "pool_act_min", "pool_act_max"),
     "mean": ("outer", "count", "channels", "in_zp", "out_zp", "mult", "shift"),
     "reducemax": ("outer", "count", "channels"),
-    "add": ("size", "in1_offset", "in2_offset", "out_offset", "left_shift", "in1_mult", "in1_shift", "in2_mult",
-            "in2_shift", "out_mult", "out_shift", "act_min", "act_max", "in2_stride"),
-    "mul": ("size", "in1_offset", "in2_offset", "out_offset", "mult", "shift", "act_min", "act_max", "in2_stride"),
+    "add": ("in1_offset", "in2_offset", "out_offset", "left_shift", "in1_mult", "in1_shift", "in2_mult", "in2_shift",
+            "out_mult", "out_shift", "act_min", "act_max", "subtract") + _BROADCAST,
+    "mul": ("in1_offset", "in2_offset", "out_offset", "mult", "shift", "act_min", "act_max") + _BROADCAST,
+    "maxmin": ("maximum",) + _BROADCAST,
     "concat": ("outer", "out_chunk"),
     "pad": ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "pad_top", "pad_left", "pad_front", "value"),
     "reshape": ("size",),
@@ -406,15 +411,16 @@ def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
     return Kernel("fc", _struct("fc", v), arrays, args, _variant_names(v, "rq_fast"), inline=True)
 
 
-@constants(ir.Add, ir.Mul)
-def _elementwise(k: int, op: ir.Add | ir.Mul, g: ir.Graph, opts: Options) -> Kernel:
-    """ADD / MUL: a constant operand is an int8 array in flash."""
+@constants(ir.Add, ir.Sub, ir.Mul, ir.Maximum, ir.Minimum)
+def _elementwise(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
+    """ADD / SUB / MUL / MAXIMUM / MINIMUM: a constant operand (any shape that broadcasts) is an int8
+    array in flash, read with the strides of the op's loops."""
     arrays, args = [], {}
     for j, tid in enumerate(op.inputs):
         if g.t(tid).is_const:
             args[f"in{j}"] = f"@c{k}_{j}"
             arrays.append(CArray(f"@c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
-                                 f"{op.name}: constant operand"))
+                                 f"{op.name}: constant operand {list(g.t(tid).shape)}"))
     return Kernel(op.kind, _struct(op.kind, op.lowered), tuple(arrays), args)
 
 

@@ -83,6 +83,8 @@ class Op:
     tflite_ops: ClassVar[tuple[str, ...]] = ()
     #: the output may be written over this input (index into inputs) when the input dies here
     INPLACE_INPUT: ClassVar[int | None] = None
+    #: a binary op whose two inputs may be swapped without changing a byte (the frontend orders them)
+    COMMUTATIVE: ClassVar[bool] = False
 
     def lower(self, g: Graph) -> Op:
         """Return a copy with the fixed-point constants of the C kernel computed."""
@@ -311,20 +313,75 @@ class ReduceMax(Op):
         return dataclasses.replace(self, lowered={"outer": outer, "count": count, "channels": inner})
 
 
+#: loops of a broadcasting elementwise kernel (lw_add_s8, lw_mul_s8, lw_maxmin_s8)
+BROADCAST_LOOPS = 4
+
+
+def broadcast_loops(a: tuple[int, ...], b: tuple[int, ...], y: tuple[int, ...]) -> dict[str, int]:
+    """NumPy broadcasting of inputs shaped ``a`` and ``b`` to the output ``y``, as the elementwise
+    kernels run it: four nested loops over the output in memory order, n0 outermost, n3 innermost
+    (``n3`` elements per row), and per loop how far each input's pointer moves per step
+    (``in1_s0..in1_s3``, ``in2_s0..in2_s3``, in elements; 0 where that input is broadcast).
+
+    Shapes are right-aligned (missing leading dimensions are 1), and neighbouring dimensions are merged
+    into one loop where both inputs step through them alike (both contiguously, or both not at all),
+    as TFLite Micro's BroadcastBinaryOpSimple merges them: same-shape inputs are one row of the whole
+    size with strides 1 (the contiguous path), a scalar is stride 0, ``[1,1,1,C] x [1,H,W,C]`` is H*W
+    rows of C. Which loop an element is computed in does not change its value: every output element
+    is the same function of its two input elements. Raises ValueError when the shapes do not broadcast
+    to ``y`` or need more than BROADCAST_LOOPS loops."""
+    rank = max(len(a), len(b), len(y))
+    ea, eb, ey = ((1,) * (rank - len(s)) + tuple(s) for s in (a, b, y))
+    for i in range(rank):
+        if any(d not in (1, ey[i]) for d in (ea[i], eb[i])) or ey[i] != max(ea[i], eb[i]):
+            raise ValueError(f"shapes {list(a)} and {list(b)} do not broadcast to {list(y)}")
+    loops: list[list[int]] = []  # [extent, stride of a, stride of b], innermost first
+    acc_a = acc_b = 1
+    for i in reversed(range(rank)):
+        if ey[i] == 1:
+            continue  # an extent-1 dimension is no loop at all
+        sa = 0 if ea[i] == 1 else acc_a
+        sb = 0 if eb[i] == 1 else acc_b
+        if loops:
+            n, la, lb = loops[-1]
+            if sa == la * n and sb == lb * n:  # a continues the last loop (both 0 included)
+                loops[-1][0] *= ey[i]
+                acc_a, acc_b = acc_a * ea[i], acc_b * eb[i]
+                continue
+        loops.append([ey[i], sa, sb])
+        acc_a, acc_b = acc_a * ea[i], acc_b * eb[i]
+    if len(loops) > BROADCAST_LOOPS:
+        raise ValueError(f"broadcasting {list(a)} with {list(b)} needs {len(loops)} nested loops; the kernels "
+                         f"run at most {BROADCAST_LOOPS}")
+    loops += [[1, 0, 0]] * (BROADCAST_LOOPS - len(loops))
+    out: dict[str, int] = {"size": int(np.prod(ey)) if ey else 1}
+    for k, (n, sa, sb) in enumerate(reversed(loops)):
+        out.update({f"n{k}": n, f"in1_s{k}": sa, f"in2_s{k}": sb})
+    return out
+
+
+def _broadcast(g: Graph, op: Op) -> dict[str, int]:
+    return broadcast_loops(g.t(op.inputs[0]).shape, g.t(op.inputs[1]).shape, g.t(op.outputs[0]).shape)
+
+
 @dataclass(frozen=True)
 class Add(Op):
+    """ADD, with broadcasting (:func:`broadcast_loops`): both inputs rescaled to twice the larger input
+    scale with 20 bits of headroom, summed, requantized (TFLite Micro's AddFunc, the same function on
+    its same-shape and broadcast paths); Prepare computes the multipliers in double."""
+
     activation: str = "NONE"
 
     kind: ClassVar[str] = "add"
     tflite_ops: ClassVar[tuple[str, ...]] = ("ADD",)
     INPLACE_INPUT: ClassVar[int | None] = 0
+    COMMUTATIVE: ClassVar[bool] = True  # the frontend may swap the inputs (same bytes)
 
     def lower(self, g: Graph) -> Op:
-        """Same-shape inputs, or a constant scalar second input (in2_stride 0)."""
         a, b, y = g.t(self.inputs[0]), g.t(self.inputs[1]), g.t(self.outputs[0])
         lw: dict[str, Any] = quant.add_params(a.scale, b.scale, y.scale)
-        lw.update(size=y.size, in1_offset=-a.zero_point, in2_offset=-b.zero_point,
-                  out_offset=y.zero_point, in2_stride=0 if b.size == 1 else 1,
+        lw.update(in1_offset=-a.zero_point, in2_offset=-b.zero_point, out_offset=y.zero_point,
+                  subtract=int(isinstance(self, Sub)), **_broadcast(g, self),
                   **_act(g, self.outputs[0], self.activation))
         return dataclasses.replace(self, lowered=lw)
 
@@ -333,25 +390,65 @@ class Add(Op):
 
 
 @dataclass(frozen=True)
+class Sub(Add):
+    """SUB: ADD's arithmetic with the second scaled input subtracted (TFLite Micro's SubElementwise /
+    BroadcastQuantSubSlow), and ADD's Prepare: the multipliers computed in double. (One tflite-micro
+    version's sub_common.cc computes them in float32; the pinned package does not, checked on all 65536
+    input code pairs: tests/test_ops.py::test_binary_all_code_pairs.)"""
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("SUB",)
+    COMMUTATIVE: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
 class Mul(Op):
-    """MUL of same-shape inputs, or by a constant scalar (Rescaling with an offset becomes MUL + ADD)."""
+    """MUL, with broadcasting (:func:`broadcast_loops`): (a + offset1) * (b + offset2) requantized by
+    s1*s2/so (TFLite Micro's MulElementwise and BroadcastMul6DSlow compute the same function).
+    Rescaling with an offset becomes MUL + ADD; a squeeze-and-excitation block ends in a MUL of the
+    feature map by a per-channel [1,1,1,C] gate."""
 
     activation: str = "NONE"
 
     kind: ClassVar[str] = "mul"
     tflite_ops: ClassVar[tuple[str, ...]] = ("MUL",)
     INPLACE_INPUT: ClassVar[int | None] = 0
+    COMMUTATIVE: ClassVar[bool] = True
 
     def lower(self, g: Graph) -> Op:
         a, b, y = g.t(self.inputs[0]), g.t(self.inputs[1]), g.t(self.outputs[0])
         mult, shift = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
-        lw = {"size": y.size, "in1_offset": -a.zero_point, "in2_offset": -b.zero_point, "out_offset": y.zero_point,
-              "mult": mult, "shift": shift, "in2_stride": 0 if b.size == 1 else 1,
-              **_act(g, self.outputs[0], self.activation)}
+        lw = {"in1_offset": -a.zero_point, "in2_offset": -b.zero_point, "out_offset": y.zero_point,
+              "mult": mult, "shift": shift, **_broadcast(g, self), **_act(g, self.outputs[0], self.activation)}
         return dataclasses.replace(self, lowered=lw)
 
     def params(self, g: Graph) -> int:
         return 0
+
+
+@dataclass(frozen=True)
+class Maximum(Op):
+    """MAXIMUM, with broadcasting (:func:`broadcast_loops`). TFLite Micro compares the int8 codes and
+    writes the larger one, with no Prepare and no requantization: that is the larger value only when
+    both inputs have the output's scale and zero point (the frontend refuses anything else)."""
+
+    kind: ClassVar[str] = "maxmin"
+    tflite_ops: ClassVar[tuple[str, ...]] = ("MAXIMUM",)
+    INPLACE_INPUT: ClassVar[int | None] = 0
+    COMMUTATIVE: ClassVar[bool] = True
+
+    def lower(self, g: Graph) -> Op:
+        return dataclasses.replace(self, lowered={"maximum": int(not isinstance(self, Minimum)),
+                                                  **_broadcast(g, self)})
+
+    def params(self, g: Graph) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class Minimum(Maximum):
+    """MINIMUM: as MAXIMUM, the smaller code."""
+
+    tflite_ops: ClassVar[tuple[str, ...]] = ("MINIMUM",)
 
 
 @dataclass(frozen=True)
@@ -789,9 +886,9 @@ EDGE_CLASSES: tuple[type[Op], ...] = (Quantize, Dequantize)
 
 #: Every op the compiler accepts, in one list: frontend, templates, docs and tests are built from it.
 OP_CLASSES: tuple[type[Op], ...] = (Conv2D, DepthwiseConv2D, FullyConnected, MaxPool2D, AvgPool2D, ConvPool, Mean,
-                                    ReduceMax, Add, Mul, Concatenation, Pad, Reshape, StridedSlice, Slice, Softmax,
-                                    Requantize, Relu, Logistic, Tanh, HardSwish, LeakyRelu, Prelu, TransposeConv,
-                                    ResizeNearest)
+                                    ReduceMax, Add, Sub, Mul, Maximum, Minimum, Concatenation, Pad, Reshape,
+                                    StridedSlice, Slice, Softmax, Requantize, Relu, Logistic, Tanh, HardSwish,
+                                    LeakyRelu, Prelu, TransposeConv, ResizeNearest)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def drop_identity_reshapes(g: ir.Graph) -> ir.Graph:
     return g.replace(ops=tuple(ops))
 
 
-_FUSABLE = (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected, ir.MaxPool2D, ir.AvgPool2D, ir.Add, ir.TransposeConv)
+_FUSABLE = (ir.Conv2D, ir.DepthwiseConv2D, ir.FullyConnected, ir.MaxPool2D, ir.AvgPool2D, ir.Add,  # and ir.Sub
+            ir.TransposeConv)
 
 
 def fuse_activations(g: ir.Graph) -> ir.Graph:

@@ -97,6 +97,27 @@ def test_unsupported_tflite_op(keras, tmp_path, capsys):  # noqa: ANN001
     assert not (tmp_path / "out").exists()
 
 
+def test_maximum_of_differently_quantized_inputs(keras, tmp_path, capsys):  # noqa: ANN001
+    """TFLite Micro's MAXIMUM compares int8 codes: inputs quantized unlike the output are refused."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    L = keras.layers
+    inp = keras.Input((4, 4, 2), batch_size=1)
+    both = [L.Conv2D(2, 1)(inp), L.Conv2D(2, 3, padding="same")(inp)]
+    m = fb.ModelT.InitFromPackedBuf(bytearray(convert(keras.Model(inp, L.Maximum()(both)))), 0)
+    sg = m.subgraphs[0]
+    q = sg.tensors[sg.operators[-1].inputs[1]].quantization
+    q.scale = [q.scale[0] * 2]
+    b = flatbuffers.Builder(0)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    p = tmp_path / "max.tflite"
+    p.write_bytes(bytes(b.Output()))
+    code, _, err = run(["compile", str(p), "-o", str(tmp_path / "out")], capsys)
+    assert_clean_error(code, err, "MAXIMUM", "TFLite Micro compares the int8 codes, so they must be equal")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unsupported_keras_layer(keras, tmp_path, capsys):  # noqa: ANN001
     inp = keras.Input((8, 8, 1))
     m = keras.Model(inp, keras.layers.LayerNormalization(name="norm")(inp))

@@ -55,6 +55,40 @@ def _unet(keras, shape, up, out_act=None):  # noqa: ANN001, ANN202
     return keras.Model(inp, L.Conv2D(3, 3, padding="same", activation=out_act)(x))
 
 
+def _bcast(keras, shape, merge, a, b, n=2):  # noqa: ANN001, ANN202
+    """A merge of computed tensors shaped a and b (without the batch): (H, W, C), (1, 1, C) from a global
+    average pooling with keepdims, (H, W, 1) from a 1-channel convolution, (C,) from GlobalAveragePooling2D."""
+    L = keras.layers
+    inp = keras.Input(shape)
+
+    def branch(s, k):  # noqa: ANN001, ANN202
+        x = L.Conv2D(s[-1], 3 if k % 2 else 1, padding="same", activation="relu" if k % 2 else None)(inp)
+        if len(s) == 1:
+            return L.GlobalAveragePooling2D()(x)
+        return L.GlobalAveragePooling2D(keepdims=True)(x) if s[:2] == (1, 1) else x
+
+    xs = [branch(s, k) for k, s in enumerate([a, b] + [a] * (n - 2))]
+    return keras.Model(inp, merge()(xs))
+
+
+def _se(keras, shape, dense=False, act="relu6"):  # noqa: ANN001, ANN202
+    """Squeeze and excitation: x * gate(x), the gate per channel from the global average."""
+    L = keras.layers
+    c = shape[-1]
+    inp = keras.Input(shape)
+    x = L.Conv2D(c, 3, padding="same", activation="relu")(inp)
+    if dense:
+        s = L.GlobalAveragePooling2D()(x)
+        s = L.Dense(c // 4, activation="relu")(s)
+        s = L.Reshape((1, 1, c))(L.Dense(c, activation=act)(s))
+    else:
+        s = L.GlobalAveragePooling2D(keepdims=True)(x)
+        s = L.Conv2D(c // 4, 1, activation="relu")(s)
+        s = L.Conv2D(c, 1, activation=act)(s)
+    y = L.Multiply()([x, s] if not dense else [s, x])
+    return keras.Model(inp, L.Conv2D(4, 1)(y))
+
+
 CASES = {
     "conv3x3_same_s1": lambda k, L: _m(k, (9, 9, 3), L.Conv2D(5, 3, padding="same")),
     "conv3x3_valid_s2": lambda k, L: _m(k, (11, 10, 2), L.Conv2D(4, 3, strides=2, padding="valid")),
@@ -102,6 +136,28 @@ CASES = {
     "add": lambda k, L: _two(k, (8, 8, 3), L.Add),
     "add_relu": lambda k, L: _two(k, (8, 8, 3), L.Add, act=True),
     "concat": lambda k, L: _two(k, (7, 9, 3), L.Concatenate),
+    "sub": lambda k, L: _two(k, (8, 7, 3), L.Subtract),
+    "sub_relu": lambda k, L: _two(k, (6, 7, 3), L.Subtract, act=True),
+    "sub_bcast_first": lambda k, L: _bcast(k, (6, 5, 4), L.Subtract, (1, 1, 4), (6, 5, 4)),
+    "sub_bcast_second": lambda k, L: _bcast(k, (5, 6, 3), L.Subtract, (5, 6, 3), (5, 6, 1)),
+    "add_bcast_c_hwc": lambda k, L: _bcast(k, (6, 5, 8), L.Add, (1, 1, 8), (6, 5, 8)),
+    "add_bcast_hwc_c": lambda k, L: _bcast(k, (6, 5, 8), L.Add, (6, 5, 8), (1, 1, 8)),
+    "add_bcast_hw1": lambda k, L: _bcast(k, (5, 7, 4), L.Add, (5, 7, 1), (5, 7, 4)),
+    "add_bcast_vector_3": lambda k, L: _bcast(k, (4, 6, 5), L.Add, (5,), (4, 6, 5), n=3),
+    "mul": lambda k, L: _two(k, (7, 6, 3), L.Multiply),
+    "mul_relu": lambda k, L: _two(k, (6, 5, 3), L.Multiply, act=True),
+    "mul_bcast_c_hwc": lambda k, L: _bcast(k, (6, 5, 8), L.Multiply, (1, 1, 8), (6, 5, 8)),
+    "mul_bcast_hwc_c": lambda k, L: _bcast(k, (6, 5, 8), L.Multiply, (6, 5, 8), (1, 1, 8)),
+    "mul_bcast_hw1": lambda k, L: _bcast(k, (6, 5, 6), L.Multiply, (6, 5, 6), (6, 5, 1)),
+    "mul_bcast_both": lambda k, L: _bcast(k, (6, 5, 4), L.Multiply, (6, 5, 1), (1, 1, 4)),
+    "mul_add_const_per_channel": lambda k, L: _m(k, (6, 5, 4), L.Rescaling([0.5, 1.5, -2.0, 3.0],
+                                                                            offset=[0.25, -1.0, 2.0, 0.5])),
+    "maximum": lambda k, L: _two(k, (7, 6, 3), L.Maximum),
+    "minimum_3": lambda k, L: _bcast(k, (6, 5, 4), L.Minimum, (6, 5, 4), (6, 5, 4), n=3),
+    "maximum_bcast": lambda k, L: _bcast(k, (6, 5, 4), L.Maximum, (1, 1, 4), (6, 5, 4)),
+    "minimum_bcast_hw1": lambda k, L: _bcast(k, (5, 6, 4), L.Minimum, (5, 6, 4), (5, 6, 1)),
+    "se_block_conv": lambda k, L: _se(k, (8, 7, 16)),
+    "se_block_dense_relu": lambda k, L: _se(k, (6, 6, 12), dense=True, act="relu"),
     "zeropad_asym": lambda k, L: _m(k, (7, 8, 3), L.ZeroPadding2D(((1, 2), (0, 1))), L.Conv2D(4, 3)),
     "rescaling_conv": lambda k, L: _m(k, (8, 8, 1), L.Rescaling(1 / 127.5, offset=-1.0),
                                       L.Conv2D(4, 3, padding="same")),
@@ -277,6 +333,8 @@ OPS = {"concat_relu6": "RELU6", "concat_relu": "RELU", "conv_sigmoid": "LOGISTIC
        "mean_channels_1d": "MEAN", "max_channels_1d": "REDUCE_MAX", "squeeze_op": "SQUEEZE",
        "expand_dims_op": "EXPAND_DIMS", "slice_op": "SLICE", "strided_slice_shrink": "STRIDED_SLICE",
        "strided_slice_negative": "STRIDED_SLICE"}
+# rows whose elementwise op must broadcast an input (so the strided loops are compared at all)
+BROADCASTS = {case for case in CASES if "bcast" in case or case.startswith("se_block") or "per_channel" in case}
 
 
 def _takes(c, path: str) -> bool:  # noqa: ANN001
@@ -284,6 +342,12 @@ def _takes(c, path: str) -> bool:  # noqa: ANN001
     if path == "mono_pool":
         return any(k.kind == "convpool" and k.params["rq_mono"] and not k.params["pool_avg"] for k in c.kernels)
     return any(kern.params.get(FLAGS[path]) for kern in c.kernels)
+
+
+def _broadcasts(c) -> bool:  # noqa: ANN001
+    """Some elementwise kernel steps 0 along a loop of more than one iteration for one of its inputs."""
+    return any(k.kind in ("add", "mul", "maxmin") and any(k.params[f"in{j}_s{d}"] == 0 and k.params[f"n{d}"] > 1
+                                                          for j in (1, 2) for d in range(4)) for k in c.kernels)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -311,6 +375,8 @@ def _check_bitexact(case: str, c, tmp_path) -> None:  # noqa: ANN001
         assert _takes(c, PATHS[case]), f"{case} does not exercise {PATHS[case]}"
     if case in OPS:
         assert OPS[case] in [op.opcode for op in c.graph.ops], f"{case} has no (separate) {OPS[case]}"
+    if case in BROADCASTS:
+        assert _broadcasts(c), f"{case} broadcasts no input"
     x = random_inputs(c, 48)
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
     got = hostrun.build_host(c.gen.files).run(x)
@@ -412,3 +478,70 @@ def test_resize_nearest_modes_bitexact_with_tflm(keras, tmp_path, align, half, s
         out.shape = out.shapeSignature = [1, size[0], size[1], 3]
 
     _check_host_c(_edited_tflite(model, (5, 7, 3), edit, tmp_path / "resize.tflite"))
+
+
+# scales where computing SUB's multipliers in float32 (as one tflite-micro version's sub_common.cc does)
+# instead of ADD's double changes 7 of the 65536 outputs: the pinned TFLite Micro computes them in double
+PAIR_QUANT = ((0.02766035683453083, 3), (0.036656398326158524, -7), (0.049428801983594894, -5))
+
+
+@pytest.mark.parametrize("merge", ["Subtract", "Add", "Multiply"])
+def test_binary_all_code_pairs(merge, keras, tmp_path):  # noqa: ANN001
+    """Every pair of int8 codes through SUB / ADD / MUL, broadcast as [1,256,1,1] op [1,1,256,1], with three
+    different quantizations (written into the converted model), equals TFLite Micro on every byte. (4-D:
+    the converter fails on the 3-D ADD, taking it for a BiasAdd.)"""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    from lwcnn_mcu.frontend import keras_model
+
+    L = keras.layers
+    inp = keras.Input((256, 1, 1))
+    model = keras.Model(inp, getattr(L, merge)()([inp, L.Reshape((1, 256, 1))(inp)]))
+    buf = keras_model.quantize(model, np.random.default_rng(0).normal(0, 1, (8, 256, 1, 1)).astype(np.float32))
+    m = fb.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    sg = m.subgraphs[0]
+    reshape = next(op for op in sg.operators if op.outputs[0] not in sg.outputs)
+    # the input, the reshaped copy (RESHAPE moves bytes, whatever the quantization says) and the output
+    for tid, (scale, zp) in zip((sg.inputs[0], reshape.outputs[0], sg.outputs[0]), PAIR_QUANT, strict=True):
+        sg.tensors[tid].quantization.scale, sg.tensors[tid].quantization.zeroPoint = [scale], [zp]
+    b = flatbuffers.Builder(0)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    path = tmp_path / f"pairs_{merge.lower()}.tflite"
+    path.write_bytes(bytes(b.Output()))
+    c = compiler.compile_model(str(path))
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256, 1, 1)
+    expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
+    for flags in ({}, {"simd": True}, {"sanitize": True, "opt": "-O1"}):
+        got = hostrun.build_host(c.gen.files, **flags).run(x)
+        assert np.array_equal(got, expect), f"{merge} {flags}: {(got != expect).sum()} of 65536 bytes differ"
+
+
+def test_broadcast_loops_match_numpy():
+    """ir.broadcast_loops walks every input element NumPy's broadcasting pairs with each output element,
+    in the output's memory order, for 3000 random pairs of shapes of rank 0 to 4 with dimensions 1 to 3."""
+    import itertools
+
+    from lwcnn_mcu import ir
+
+    shapes = [s for r in range(5) for s in itertools.product((1, 2, 3), repeat=r)]
+    rng = np.random.default_rng(0)
+    for k in rng.choice(len(shapes) ** 2, 3000, replace=False):
+        a, b = shapes[k // len(shapes)], shapes[k % len(shapes)]
+        try:
+            y = np.broadcast_shapes(a, b)
+        except ValueError:
+            with pytest.raises(ValueError):
+                ir.broadcast_loops(a, b, a if len(a) >= len(b) else b)
+            continue
+        lw = ir.broadcast_loops(a, b, y)
+        got_a, got_b = [], []
+        for i0, i1, i2, i3 in itertools.product(*(range(lw[f"n{d}"]) for d in range(4))):
+            got_a.append(sum(i * lw[f"in1_s{d}"] for d, i in enumerate((i0, i1, i2, i3))))
+            got_b.append(sum(i * lw[f"in2_s{d}"] for d, i in enumerate((i0, i1, i2, i3))))
+        assert got_a == np.broadcast_to(np.arange(int(np.prod(a))).reshape(a), y).ravel().tolist(), (a, b)
+        assert got_b == np.broadcast_to(np.arange(int(np.prod(b))).reshape(b), y).ravel().tolist(), (a, b)
+    assert ir.broadcast_loops((1, 1, 1, 8), (1, 6, 5, 8), (1, 6, 5, 8))["n3"] == 8  # the SE gate: rows of C
+    assert ir.broadcast_loops((1, 6, 5, 8), (1, 6, 5, 8), (1, 6, 5, 8))["n3"] == 240  # same shape: one row
+    with pytest.raises(ValueError, match="nested loops"):
+        ir.broadcast_loops((2, 1, 2, 1, 2), (1, 2, 1, 2, 1), (2, 2, 2, 2, 2))

@@ -22,9 +22,10 @@ from lwcnn_mcu.util import capture_fd2, quiet_tensorflow
 SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU",
     "Activation", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "Flatten", "Reshape", "Dropout", "Add", "Concatenate", "ZeroPadding2D", "Rescaling", "Softmax", "LeakyReLU",
-    "PReLU", "Conv2DTranspose", "UpSampling1D", "UpSampling2D", "Conv1D", "SeparableConv1D", "DepthwiseConv1D",
-    "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Cropping1D", "Cropping2D",
+    "Flatten", "Reshape", "Dropout", "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Concatenate",
+    "ZeroPadding2D", "Rescaling", "Softmax", "LeakyReLU", "PReLU", "Conv2DTranspose", "UpSampling1D", "UpSampling2D",
+    "Conv1D", "SeparableConv1D", "DepthwiseConv1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D", "Cropping1D", "Cropping2D",
 )
 #: Activations (``activation=`` and ``Activation`` layers). What the TFLite converter makes of them:
 #: sigmoid LOGISTIC, tanh TANH, hard_silu/hard_swish HARD_SWISH, silu/swish LOGISTIC then MUL of the

@@ -98,22 +98,36 @@ def _reduce(cls: type[ir.Op]) -> Handler:
 
 
 def _binary(cls: type[ir.Op]) -> Handler:
+    """ADD, SUB, MUL, MAXIMUM, MINIMUM: two int8 inputs that broadcast to the output (NumPy rules), at
+    most one of them a constant (stored in flash). A commutative op gets its constant second, and an
+    input of the output's shape first (so the output may be written over it: same bytes, less RAM)."""
+
     def h(name, ins, outs, o, t):  # noqa: ANN001, ANN202
-        a, b = t[ins[0]], t[ins[1]]
-        if a.data is not None and b.data is None:
-            ins, a, b = (ins[1], ins[0]), b, a
         opname = cls.tflite_ops[0]
-        if a.data is not None:
+        a, b, y = t[ins[0]], t[ins[1]], t[outs[0]]
+        if a.data is not None and b.data is not None:
             raise LwcnnError(f"op {name}: {opname} of two constants is not supported")
-        if b.data is not None and b.size != 1:
-            raise LwcnnError(f"op {name}: {opname} with a constant of shape {list(b.shape)} is not supported "
-                             "(a scalar constant is)")
-        if b.data is None and a.shape != b.shape:
-            raise LwcnnError(f"op {name}: {opname} with broadcasting ({list(a.shape)} and {list(b.shape)}) is not "
-                             "supported; both inputs must have the same shape")
-        if b.data is not None and b.dtype != "int8":
-            raise LwcnnError(f"op {name}: {opname} with a {b.dtype} constant is not supported")
+        for c in (a, b):
+            if c.data is not None and (c.dtype != "int8" or c.quant is None):
+                raise LwcnnError(f"op {name}: {opname} with a {c.dtype} constant '{c.name}' is not supported "
+                                 "(an int8 quantized one is)")
+        if cls.COMMUTATIVE and (a.data is not None or (b.data is None and a.shape != y.shape and b.shape == y.shape)):
+            ins, a, b = (ins[1], ins[0]), b, a
+        try:
+            ir.broadcast_loops(a.shape, b.shape, y.shape)
+        except ValueError as exc:
+            raise LwcnnError(f"op {name}: {opname} of shapes {list(a.shape)} and {list(b.shape)} into "
+                             f"{list(y.shape)} is not supported: {exc}") from None
+        if issubclass(cls, ir.Maximum):
+            for c in (a, b):
+                if (c.scale, c.zero_point) != (y.scale, y.zero_point):
+                    raise LwcnnError(f"op {name}: {opname} input '{c.name}' is quantized with scale {c.scale:.6g} "
+                                     f"and zero point {c.zero_point}, its output with {y.scale:.6g} and "
+                                     f"{y.zero_point}; TFLite Micro compares the int8 codes, so they must be equal "
+                                     "(re-convert the model so the converter gives all three one quantization)")
+            return cls(name, tuple(ins), outs)
         return cls(name, tuple(ins), outs, activation=_act(o) if o is not None else "NONE")
+
     return h
 
 
@@ -309,7 +323,10 @@ HANDLERS: dict[str, Handler] = {
     "MEAN": _reduce(ir.Mean),
     "REDUCE_MAX": _reduce(ir.ReduceMax),
     "ADD": _binary(ir.Add),
+    "SUB": _binary(ir.Sub),
     "MUL": _binary(ir.Mul),
+    "MAXIMUM": _binary(ir.Maximum),
+    "MINIMUM": _binary(ir.Minimum),
     "CONCATENATION": _concat,
     "PAD": _padop,
     "PADV2": _padop,

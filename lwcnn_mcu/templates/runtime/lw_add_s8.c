@@ -1,23 +1,44 @@
 /*
- * lw_add_s8 - int8 element-wise addition of two same-shape tensors (TFLite ADD).
- * input2 is either the same size (in2_stride 1) or one constant (in2_stride 0).
- * Both inputs are rescaled to a shared scale with 20 bits of headroom, summed and requantized.
- * output may alias input1 (in-place).
+ * lw_add_s8 - int8 element-wise addition or subtraction with broadcasting (TFLite ADD and SUB).
+ * Both inputs are rescaled to a shared scale with 20 bits of headroom, added (or the second
+ * subtracted), and requantized: TFLite Micro's AddFunc / SubElementwise, which its same-shape and
+ * broadcast paths share. The output is walked in memory order as four nested loops (n0 outermost,
+ * n3 innermost, one row); each input steps in1_s* / in2_s* elements per loop iteration, 0 where it
+ * is broadcast (same-shape inputs: one row of the whole size, steps 1). output may alias input1
+ * when input1 has the output's shape (each element is read before it is written).
  *
- * p      [in]  size, offsets, the three multiplier/shift pairs, clamp
- * input1 [in]  size int8 values; input2 [in] size (or 1) int8 values
- * output [out] size int8 values
+ * p      [in]  offsets, the three multiplier/shift pairs, clamp, subtract (0: ADD, 1: SUB), the loops
+ * input1 [in]  int8 values, laid out as the loops' in1 steps say (NHWC, right-aligned broadcasting)
+ * input2 [in]  int8 values, laid out as the loops' in2 steps say
+ * output [out] n0 * n1 * n2 * n3 int8 values
  */
 #include "lw_kernels.h"
 
+/* one output row of n3 elements; a and b step sa and sb (0 or 1) elements per element */
+static void lw_add_row(const lw_add_params_t *p, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
+                       int8_t *output)
+{
+    for (int32_t i = 0; i < p->n3; ++i) {
+        const int32_t x = lw_shl(a[i * sa] + p->in1_offset, p->left_shift);
+        const int32_t y = lw_shl(b[i * sb] + p->in2_offset, p->left_shift);
+        const int32_t sx = lw_mbqm(x, p->in1_mult, p->in1_shift);
+        const int32_t sy = lw_mbqm(y, p->in2_mult, p->in2_shift);
+        const int32_t raw = p->subtract ? sx - sy : sx + sy;
+        const int32_t v = lw_mbqm(raw, p->out_mult, p->out_shift) + p->out_offset;
+        output[i] = (int8_t)LW_CLAMP(v, p->act_min, p->act_max);
+    }
+}
+
 void lw_add_s8(const lw_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
-    for (int32_t i = 0; i < p->size; ++i) {
-        const int32_t a = lw_shl(input1[i] + p->in1_offset, p->left_shift);
-        const int32_t b = lw_shl(input2[i * p->in2_stride] + p->in2_offset, p->left_shift);
-        const int32_t sa = lw_mbqm(a, p->in1_mult, p->in1_shift);
-        const int32_t sb = lw_mbqm(b, p->in2_mult, p->in2_shift);
-        const int32_t v = lw_mbqm(sa + sb, p->out_mult, p->out_shift) + p->out_offset;
-        output[i] = (int8_t)LW_CLAMP(v, p->act_min, p->act_max);
+    for (int32_t i0 = 0; i0 < p->n0; ++i0) {
+        for (int32_t i1 = 0; i1 < p->n1; ++i1) {
+            for (int32_t i2 = 0; i2 < p->n2; ++i2) {
+                const int8_t *a = input1 + i0 * p->in1_s0 + i1 * p->in1_s1 + i2 * p->in1_s2;
+                const int8_t *b = input2 + i0 * p->in2_s0 + i1 * p->in2_s1 + i2 * p->in2_s2;
+                lw_add_row(p, a, p->in1_s3, b, p->in2_s3, output);
+                output += p->n3;
+            }
+        }
     }
 }

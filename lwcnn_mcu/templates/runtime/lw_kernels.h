@@ -25,6 +25,7 @@ void lw_mean_s8(const lw_mean_params_t *p, const int8_t *input, int8_t *output);
 void lw_reducemax_s8(const lw_reducemax_params_t *p, const int8_t *input, int8_t *output);
 void lw_add_s8(const lw_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void lw_mul_s8(const lw_mul_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void lw_maxmin_s8(const lw_maxmin_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void lw_concat_s8(const lw_concat_params_t *p, const int8_t *input, int32_t chunk, int32_t offset, int8_t *output);
 void lw_pad_s8(const lw_pad_params_t *p, const int8_t *input, int8_t *output);
 void lw_reshape_s8(const lw_reshape_params_t *p, const int8_t *input, int8_t *output);

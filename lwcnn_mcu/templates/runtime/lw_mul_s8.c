@@ -1,19 +1,40 @@
 /*
- * lw_mul_s8 - int8 element-wise multiplication (TFLite MUL): input2 is the same size
- * (in2_stride 1) or one constant (in2_stride 0). output may alias input1.
+ * lw_mul_s8 - int8 element-wise multiplication with broadcasting (TFLite MUL): (a + in1_offset) *
+ * (b + in2_offset) requantized by s1 * s2 / so, as TFLite Micro's MulElementwise and its broadcast
+ * path compute it. The output is walked in memory order as four nested loops (n0 outermost, n3
+ * innermost, one row); each input steps in1_s* / in2_s* elements per loop iteration, 0 where it is
+ * broadcast (same-shape inputs: one row of the whole size; a [1,1,1,C] gate times a [1,H,W,C] map:
+ * H*W rows of C). output may alias input1 when input1 has the output's shape.
  *
- * p      [in]  size, offsets, multiplier/shift of s1*s2/so, clamp, in2_stride
- * input1 [in]  size int8 values; input2 [in] size (or 1) int8 values
- * output [out] size int8 values
+ * p      [in]  offsets, multiplier/shift of s1*s2/so, clamp, the loops
+ * input1 [in]  int8 values, laid out as the loops' in1 steps say (NHWC, right-aligned broadcasting)
+ * input2 [in]  int8 values, laid out as the loops' in2 steps say
+ * output [out] n0 * n1 * n2 * n3 int8 values
  */
 #include "lw_kernels.h"
 
+/* one output row of n3 elements; a and b step sa and sb (0 or 1) elements per element */
+static void lw_mul_row(const lw_mul_params_t *p, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
+                       int8_t *output)
+{
+    for (int32_t i = 0; i < p->n3; ++i) {
+        const int32_t x = a[i * sa] + p->in1_offset;
+        const int32_t y = b[i * sb] + p->in2_offset;
+        const int32_t v = lw_mbqm(x * y, p->mult, p->shift) + p->out_offset;
+        output[i] = (int8_t)LW_CLAMP(v, p->act_min, p->act_max);
+    }
+}
+
 void lw_mul_s8(const lw_mul_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
 {
-    for (int32_t i = 0; i < p->size; ++i) {
-        const int32_t a = input1[i] + p->in1_offset;
-        const int32_t b = input2[i * p->in2_stride] + p->in2_offset;
-        const int32_t v = lw_mbqm(a * b, p->mult, p->shift) + p->out_offset;
-        output[i] = (int8_t)LW_CLAMP(v, p->act_min, p->act_max);
+    for (int32_t i0 = 0; i0 < p->n0; ++i0) {
+        for (int32_t i1 = 0; i1 < p->n1; ++i1) {
+            for (int32_t i2 = 0; i2 < p->n2; ++i2) {
+                const int8_t *a = input1 + i0 * p->in1_s0 + i1 * p->in1_s1 + i2 * p->in1_s2;
+                const int8_t *b = input2 + i0 * p->in2_s0 + i1 * p->in2_s1 + i2 * p->in2_s2;
+                lw_mul_row(p, a, p->in1_s3, b, p->in2_s3, output);
+                output += p->n3;
+            }
+        }
     }
 }
