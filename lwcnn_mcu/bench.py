@@ -26,7 +26,12 @@ from lwcnn_mcu import __version__, boards, emulator, protocol
 from lwcnn_mcu.errors import LwcnnError, MismatchError
 
 P = protocol.MSG
-_NO_INPUT = next(code for name, code, _ in protocol.ERRORS if name == "NO_INPUT")
+_ERR = {name: code for name, code, _ in protocol.ERRORS}
+#: ERROR replies that mean the device lost its input (it reset and its READY never arrived): recovered
+#: like a READY, then the input is sent again from its first byte
+_INPUT_LOST = {_ERR["NO_INPUT"], _ERR["INPUT_INCOMPLETE"]}
+#: ERROR replies no retry can change (the frame arrived intact): the run stops at once
+_REFUSED = {_ERR["BAD_OFFSET"]}
 
 
 class TransportError(Exception):
@@ -60,7 +65,8 @@ class DeviceReset(Exception):
 
 
 class InputLost(Exception):
-    """The device answered TIME/LAYERS with ERROR NO_INPUT: it reset and its READY was lost."""
+    """The device answered with ERROR NO_INPUT (TIME, LAYERS, OUTPUT) or INPUT_INCOMPLETE (INPUT, INFER of
+    the staged input): it reset and its READY was lost."""
 
 
 #: Recovery rules (docs/protocol.md, "Host behaviour"): attempts per request after the first, and how
@@ -80,6 +86,8 @@ class Stats:
     boot_ready: int = 0  # 1: the first READY came before any INFO reply (the board booting as the host came)
     input_lost: int = 0  # ERROR NO_INPUT: a reset whose READY never arrived
     bytes_skipped: int = 0  # garbage between frames, in decoders since replaced
+    input_chunks: int = 0  # INPUT chunks acknowledged (an input larger than the device's receive buffer)
+    output_chunks: int = 0  # OUTPUT chunks received (an output larger than INFER_OK holds)
     round_trip_s: list[float] = field(default_factory=list)
 
     @property
@@ -157,7 +165,8 @@ class Device:
 
     def request(self, msg: str, payload: bytes, reply: str, timeout: float | None = None) -> protocol.Frame:
         """One request, retried on timeouts, CRC errors and ERROR replies; raises DeviceReset on a
-        READY, InputLost on ERROR NO_INPUT, TransportError when every attempt failed."""
+        READY, InputLost on ERROR NO_INPUT or INPUT_INCOMPLETE, TransportError when every attempt failed
+        or the device refused the request itself (ERROR BAD_OFFSET: no retry changes that)."""
         timeout = timeout or self.timeout
         for attempt in range(self.retries + 1):
             if attempt:
@@ -177,9 +186,13 @@ class Device:
                         self.stats.stale_replies += 1
                         continue
                     if f.type == P["ERROR"]:
-                        if f.payload[:1] == bytes([_NO_INPUT]):
+                        code = f.payload[0] if f.payload else 0
+                        if code in _INPUT_LOST:
                             self.pending = frames[k + 1:]
                             raise InputLost()
+                        if code in _REFUSED:
+                            raise TransportError(f"the device refused {msg} with ERROR "
+                                                 f"{protocol.ERROR_NAMES[code]}")
                         self.stats.device_errors += 1
                         got_error = True
                         self.pending = []
@@ -215,7 +228,8 @@ class Device:
                 self.device_info.input_size, self.device_info.output_size, self.device_info.layers):
             raise WrongModel("the device came back from a reset with other input/output sizes")
         self.device_info = info
-        self.flush_bytes = max(info.input_size, 16) + 16
+        # enough zeros to complete the longest frame the device's receive buffer takes
+        self.flush_bytes = (info.rx_max if info.chunked else max(info.input_size, 16)) + 16
         return info
 
     def _select(self, name: str) -> protocol.DeviceInfo:
@@ -232,9 +246,13 @@ class Device:
         except InputLost:
             raise TransportError("the device answered INFO with ERROR NO_INPUT") from None
         try:
-            return protocol.DeviceInfo.parse(f.payload)
+            info = protocol.DeviceInfo.parse(f.payload)
         except ValueError as exc:
             raise TransportError(f"malformed INFO reply ({exc})") from None
+        if info.version >= 2 and not info.chunked:
+            raise TransportError(f"malformed INFO reply (receive buffer {info.rx_max} B, reply buffer "
+                                 f"{info.reply_max} B)")
+        return info
 
     def _recover(self) -> None:
         """After a READY or a lost input: read INFO again (through further READYs) and check it."""
@@ -282,14 +300,54 @@ class Device:
         self.resets_in_row = 0
         return info
 
+    def _stage(self, data: bytes, rx_max: int) -> None:
+        """Stage an input larger than the device's receive buffer: INPUT chunks in order, each
+        acknowledged with the bytes the device holds so far (which must be exactly those sent)."""
+        for offset, n in protocol.chunks(len(data), rx_max - protocol.OFFSET):
+            f = self.request("INPUT", protocol.input_chunk(offset, data[offset:offset + n]), "INPUT_OK")
+            try:
+                staged = protocol.parse_input_ok(f.payload)
+            except ValueError as exc:
+                raise TransportError(str(exc)) from None
+            if staged != offset + n:
+                raise TransportError(f"INPUT_OK says {staged} bytes staged after the chunk at {offset} of {n} bytes")
+            self.stats.input_chunks += 1
+
+    def _read_output(self, head: bytes, n_out: int, reply_max: int) -> bytes:
+        """The output: the part INFER_OK carried, then OUTPUT chunks from where it ended."""
+        out = bytearray(head)
+        while len(out) < n_out:
+            f = self.request("OUTPUT", protocol.output_request(len(out)), "OUTPUT_OK")
+            try:
+                offset, part = protocol.parse_output_ok(f.payload)
+            except ValueError as exc:
+                raise TransportError(str(exc)) from None
+            want = min(n_out - len(out), reply_max - protocol.OFFSET)
+            if offset != len(out) or len(part) != want:
+                raise TransportError(f"OUTPUT_OK of {len(part)} bytes at offset {offset}, expected {want} at "
+                                     f"{len(out)}")
+            out += part
+            self.stats.output_chunks += 1
+        return bytes(out)
+
     def _infer_once(self, data: bytes) -> tuple[np.ndarray, int, int]:
-        f = self.request("INFER", data, "INFER_OK")
-        n_out = self.device_info.output_size if self.device_info else len(f.payload) - 8
-        if len(f.payload) != 8 + n_out:
-            raise TransportError(f"INFER_OK of {len(f.payload)} bytes, expected {8 + n_out}")
-        self.last_input, self.has_input = data, True
+        info = self.device_info
+        chunked = info is not None and info.chunked
+        if chunked and info is not None and len(data) > info.rx_max:
+            self._stage(data, info.rx_max)
+            f = self.request("INFER", b"", "INFER_OK")
+        else:
+            f = self.request("INFER", data, "INFER_OK")
+        n_out = info.output_size if info else len(f.payload) - 8
+        n_head = min(n_out, info.reply_max - 8) if chunked and info is not None else n_out
+        if len(f.payload) != 8 + n_head:
+            raise TransportError(f"INFER_OK of {len(f.payload)} bytes, expected {8 + n_head}")
         cycles, ticks = struct.unpack_from("<II", f.payload, 0)
-        return np.frombuffer(f.payload[8:], np.int8).copy(), cycles, ticks
+        out = f.payload[8:]
+        if n_head < n_out and info is not None:
+            out = self._read_output(out, n_out, info.reply_max)
+        self.last_input, self.has_input = data, True
+        return np.frombuffer(out, np.int8).copy(), cycles, ticks
 
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
         data = np.ascontiguousarray(x, np.int8).tobytes()
@@ -439,6 +497,10 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         if (info.input_size, info.output_size) != (xq.shape[1], host_out.shape[1]):
             raise LwcnnError(f"the device's model takes {info.input_size} bytes and gives {info.output_size}, "
                              f"expected {xq.shape[1]} and {host_out.shape[1]}; build and flash this model first")
+        if not info.chunked and 8 + max(info.input_size, info.output_size) > protocol.MAX_PAYLOAD:
+            raise LwcnnError(f"the device speaks protocol version {info.version}, whose frames cannot carry an "
+                             f"input of {info.input_size} B or an output of {info.output_size} B; build and flash "
+                             "the firmware again with this lwcnn-mcu")
         stage = "input 0"
         try:
             while done < n:
@@ -487,7 +549,8 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         "transport": {"crc_errors": st.crc_errors, "timeouts": st.timeouts, "device_errors": st.device_errors,
                       "retries": st.retries, "stale_replies": st.stale_replies, "device_resets": st.resets,
                       "boot_ready": st.boot_ready, "input_lost": st.input_lost,
-                      "bytes_skipped": st.bytes_skipped + dev.dec.skipped},
+                      "bytes_skipped": st.bytes_skipped + dev.dec.skipped, "input_chunks": st.input_chunks,
+                      "output_chunks": st.output_chunks},
         "host_round_trip_ms": {k: v * 1000 for k, v in _stats(st.round_trip_s).items()} if st.round_trip_s else None,
         "params": c.report["params"], "macs": c.report["macs"],
         "weights_bytes": c.report["weights_bytes"], "arena_bytes": c.report["arena_bytes"],

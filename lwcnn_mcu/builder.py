@@ -183,17 +183,21 @@ KERNELS = ("auto", "portable")
 
 
 def buffer_defines(c: compiler.Compiled | Sequence[compiler.Compiled], kernels: str = "auto") -> list[str]:
-    """Protocol buffers sized for these models: receive = the largest input; reply = the largest reply
-    (INFER_OK, LAYERS_OK, or INFO with the models' names). With kernels="portable" the kernels' portable
-    C path is built even on a core with the DSP extension (-DLW_PORTABLE; "auto" uses SXTB16/SMLAD
-    where __ARM_FEATURE_DSP says the core has them)."""
+    """Protocol buffers sized for these models: receive = the largest input when it is at most
+    protocol.CHUNK bytes (it comes in one INFER frame), else one INPUT chunk of CHUNK bytes (the input
+    is staged straight into the model's input buffer); reply = the largest reply (INFER_OK with the whole
+    output, or CHUNK bytes of it when it is larger, LAYERS_OK, or INFO with the models' names). So no
+    protocol buffer grows with the model. With kernels="portable" the kernels' portable C path is built
+    even on a core with the DSP extension (-DLW_PORTABLE; "auto" uses SXTB16/SMLAD where
+    __ARM_FEATURE_DSP says the core has them)."""
     cs = [c] if not isinstance(c, Sequence) else list(c)
     n_in = max(m.graph.input.size for m in cs)
     n_out = max(m.graph.output.size for m in cs)
     n_layers = max(len(m.graph.ops) for m in cs)
     names = sum(len(m.gen.name) + 1 for m in cs if hasattr(m, "gen")) or codegen.MAX_NAME + 1
-    rx = max(n_in, codegen.MAX_NAME + 8)  # an input, or a SELECT's model name
-    reply = max(8 + n_out, 8 * min(n_layers, 256), 24 + 128 + 2 * names)
+    one_frame = n_in if n_in <= protocol.CHUNK else protocol.OFFSET + protocol.CHUNK
+    rx = max(one_frame, codegen.MAX_NAME + 8)  # an input or an INPUT chunk, or a SELECT's model name
+    reply = max(8 + min(n_out, protocol.CHUNK), 8 * min(n_layers, 256), 28 + 128 + 2 * names)
     return [f"-DLW_PROTO_RX_MAX={rx}", f"-DLW_REPLY_MAX={reply}"] + (["-DLW_PORTABLE"] if kernels == "portable" else [])
 
 
@@ -281,12 +285,13 @@ def build(board_name: str, model: str | Sequence[str] = "mnist", out: Path | Non
                 r2, elf2 = _gcc_build(board, root, gcc, buffer_defines(cs, kernels) + extra)
                 if r2.returncode == 0:
                     fl, ra = elf_sizes(elf2, board)
+                    io = max(m.graph.input.size for m in cs) + max(m.graph.output.size for m in cs)
                     raise LwcnnError(
                         f"the model does not fit {board.name} ({board.mcu}): flash {fl:,} B needed of "
                         f"{board.flash_bytes:,} B, RAM {ra:,} B needed of {board.ram_bytes:,} B (weights "
                         f"{sum(m.report['weights_bytes'] for m in cs):,} B, arena "
-                        f"{sum(m.report['arena_bytes'] for m in cs):,} B); pick a board "
-                        "with more memory or a smaller model")
+                        f"{max(m.report['arena_bytes'] for m in cs):,} B, input and output buffers {io:,} B); "
+                        "pick a board with more memory or a smaller model")
             raise RuntimeError(f"firmware build failed:\n{r.stderr[-4000:]}")
         binf = root / "firmware.bin"
         subprocess.run([objcopy_for(gcc), "-O", "binary", str(elf), str(binf)], check=True)

@@ -58,3 +58,27 @@ def keras():  # noqa: ANN201
     import keras as k
 
     return k
+
+
+def keras_96x96(keras, out_dir: Path, *, big: bool = False) -> str:  # noqa: ANN001
+    """A 96x96x3 int8 .tflite, random weights: an input (27,648 B) larger than a protocol frame (4,096 B).
+
+    big=False: Conv2D stride 2, DepthwiseConv2D, 1x1 Conv2D, GlobalAveragePooling2D, Dense(1200) - an
+    output larger than one reply too; about 37 KB of arena. big=True: a stride-1 Conv2D of 8 channels
+    (a 73,728 B activation), GlobalAveragePooling2D, Dense(10): with its input it needs more RAM than a
+    NUCLEO-F401RE has."""
+    L = keras.layers
+    inp = keras.Input((96, 96, 3))
+    if big:
+        x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    else:
+        x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+        x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        x = L.Conv2D(16, 1, activation="relu")(x)
+    out = L.Dense(10 if big else 1200)(L.GlobalAveragePooling2D()(x))
+    m = keras.Model(inp, out, name="big96" if big else "m96")
+    randomize(m, seed=9)
+    c = compile_keras(m, out_dir, seed=9, n_calib=16)
+    p = out_dir / f"{m.name}.tflite"
+    p.write_bytes(c.tflite)
+    return str(p)

@@ -3,7 +3,8 @@ traffic in both directions and can reset the board in the middle of a reply.
 
 Damage, on a fraction ``faults`` of the chunks each direction carries (plus a few forced ones so
 every run sees each kind): a flipped bit, a dropped byte, 1-8 bytes of inserted garbage, a stall of
-0.05-0.4 s. Reset: after the host's k-th request of a kind (once the board has booted), the proxy
+0.05-0.4 s. Reset: after the host's k-th request of a kind (once the board has booted; INPUT and
+OUTPUT chunks count one by one), the proxy
 forwards the first half of the reply, drops the rest and sends the board a RESET frame; the host
 sees a reply cut short, then the board's selftest text and its READY - as when a board resets
 while it answers, or while it runs a TIME request.
@@ -21,7 +22,8 @@ from typing import Any
 from lwcnn_mcu import protocol
 
 P = protocol.MSG
-REPLY = {"INFO": "INFO_OK", "INFER": "INFER_OK", "TIME": "TIME_OK", "LAYERS": "LAYERS_OK"}
+REPLY = {"INFO": "INFO_OK", "INFER": "INFER_OK", "TIME": "TIME_OK", "LAYERS": "LAYERS_OK", "INPUT": "INPUT_OK",
+         "OUTPUT": "OUTPUT_OK"}
 KINDS = ("flip", "drop", "garbage", "stall")
 
 

@@ -5,6 +5,7 @@ proxy between host and emulator (drops, corrupts, delays) with no wrong result r
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import socket
 import threading
@@ -16,7 +17,7 @@ import pytest
 
 from lwcnn_mcu import bench, models
 from lwcnn_mcu.errors import LwcnnError
-from tests.conftest import HAVE_ARM, randomize
+from tests.conftest import HAVE_ARM, keras_96x96, randomize
 from tests.test_errors import assert_clean_error, run
 
 pytestmark = pytest.mark.skipif(not HAVE_ARM or shutil.which("qemu-system-arm") is None,
@@ -111,6 +112,45 @@ def test_dsp_and_portable_kernels_on_the_emulated_m4(kernel_mix, kernels, tmp_pa
     c = compiler.compile_model(kernel_mix)
     x = np.random.default_rng(0).integers(-128, 128, (24, c.graph.input.size)).astype(np.int8)
     assert np.array_equal(hostrun.build_host(c.gen.files).run(x), reference.tflm_run(c.tflite, x, c.graph.input.shape))
+
+
+@pytest.fixture(scope="module")
+def model_96x96(keras, tmp_path_factory) -> str:  # noqa: ANN001
+    return keras_96x96(keras, tmp_path_factory.mktemp("m96"))
+
+
+def test_bench_of_a_96x96x3_model_stages_its_input_in_chunks(model_96x96, tmp_path, monkeypatch):  # noqa: ANN001
+    """A 27,648 B input (more than a frame's 4,096 B) staged in INPUT chunks straight into the model's input
+    buffer, and a 1,200 B output (more than one reply) read on in OUTPUT chunks: every output equal to the
+    host C, which equals TFLite Micro; TIME and LAYERS on the staged input."""
+    from lwcnn_mcu import compiler, hostrun, protocol, reference
+
+    monkeypatch.chdir(tmp_path)
+    n = 3
+    r = bench.run_bench(board="qemu-m4", port=None, model=model_96x96, dataset=None, data=None, labels=None,
+                        samples=n, layers=True, device_timeout=30.0)
+    assert r["agree_with_host"] == r["samples"] == n and r["transport_errors"] == 0
+    tr = r["transport"]
+    assert tr["input_chunks"] == n * -(-27_648 // protocol.CHUNK) and tr["output_chunks"] == n  # 1,024 + 176 B
+    assert r["timing_run"]["inferences"] == 10 and len(r["layers"]) == 5
+    assert r["instructions"]["min"] == r["instructions"]["max"] > 1_000_000
+    c = compiler.compile_model(model_96x96)
+    x = np.random.default_rng(0).integers(-128, 128, (n, c.graph.input.size)).astype(np.int8)  # bench's inputs
+    assert np.array_equal(hostrun.build_host(c.gen.files).run(x), reference.tflm_run(c.tflite, x, c.graph.input.shape))
+
+
+def test_model_and_io_larger_than_the_board_ram_is_refused(keras, tmp_path, capsys):  # noqa: ANN001
+    """build and bench refuse (exit 2), with the RAM needed and the board's, a model whose arena fits the
+    NUCLEO-F401RE's 96 KB but not with its 27,648 B input."""
+    big = keras_96x96(keras, tmp_path, big=True)
+    for cmd in (["build", "--board", "nucleo", "--model", big, "-o", str(tmp_path / "fw")],
+                ["bench", "--board", "nucleo", "--model", big, "--samples", "1", "--no-save"]):
+        code, _, err = run(cmd, capsys)
+        assert_clean_error(code, err, "does not fit nucleo_f401re", "input and output buffers 27,658 B")
+        need, have, arena = (int(v.replace(",", "")) for v in re.search(
+            r"RAM ([\d,]+) B needed of ([\d,]+) B.*arena ([\d,]+) B", " ".join(err.split())).groups())
+        assert have == 98_304 and arena < have < need and need > arena + 27_658
+    assert not (tmp_path / "fw").exists()
 
 
 class FaultyProxy:

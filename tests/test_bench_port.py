@@ -5,7 +5,8 @@
   run; a wrong output (exit 1); and every transport condition ending in exit 1 or 2, never 3.
 * Against the emulated boards started by ``lwcnn-mcu flash`` (the README's flash-then-bench flow),
   directly, with the board reset in the middle of INFO, of a LAYERS reply and of the TIME run, and
-  through a proxy that damages both directions.
+  through a proxy that damages both directions; a 96x96x3 model, whose input and output go in INPUT
+  and OUTPUT chunks, reset in the middle of both and over a damaged link.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import pytest
 
 from lwcnn_mcu import bench, models, protocol
-from tests.conftest import HAVE_ARM
+from tests.conftest import HAVE_ARM, keras_96x96
 from tests.linkproxy import LinkProxy
 from tests.test_errors import run
 
@@ -538,3 +539,58 @@ def test_arena_in_another_ram_region(tmp_path, capsys):  # noqa: ANN001
         f.stop()
     code, _, err = run(["build", "--board", "nucleo", "--arena", "ccm", "-o", str(tmp_path / "no")], capsys)
     assert code == 2 and "has no such RAM region" in err and not (tmp_path / "no").exists()
+
+
+@pytest.fixture(scope="module")
+def firmware_96x96(keras, tmp_path_factory) -> tuple[str, Path]:  # noqa: ANN001
+    """A 96x96x3 model (27,648 B input, 1,200 B output) and its qemu-m4 firmware."""
+    from lwcnn_mcu import builder
+
+    d = tmp_path_factory.mktemp("fw96")
+    model = keras_96x96(keras, d)
+    builder.build("qemu-m4", model, d / "build")
+    return model, d / "build"
+
+
+@needs_qemu
+@pytest.mark.parametrize("faults", [0.0, 0.02])
+def test_port_chunked_input_and_output_through_resets_and_damage(faults, firmware_96x96, tmp_path,
+                                                                 capsys):  # noqa: ANN001
+    """`bench --port` of a 96x96x3 model on the flashed qemu-m4: the board reset in the middle of staging
+    an input (its 40th INPUT chunk), while the host reads an output (the 2nd OUTPUT chunk) and during
+    the TIME run; on a clean link and with bit flips, dropped bytes, garbage and stalls on 2% of the
+    chunks. The host stages the input again from its first byte after each reset (a lost READY shows
+    as INPUT_INCOMPLETE or NO_INPUT) and every recorded output equals the host C."""
+    from lwcnn_mcu import protocol as proto
+
+    model, fw = firmware_96x96
+    f = Flasher(lambda _b: fw, tmp_path)
+    resets = (("INPUT", 40), ("OUTPUT", 2), ("TIME", 1))
+    try:
+        proxy = LinkProxy(f.start("qemu-m4"), faults=faults, seed=3, resets=resets)
+        try:
+            code, o, err = run(["bench", "--port", proxy.url, "--model", model, "--samples", "5", "--layers",
+                                "--json", "--no-save", "--timeout", "2" if faults else "10"], capsys)
+        finally:
+            proxy.close()
+    finally:
+        f.stop()
+    assert code == 0, err + o
+    r = json.loads(o)
+    assert r["agree_with_host"] == r["samples"] == 5 and len(r["layers"]) == 5
+    assert sorted(proxy.injected) == sorted(w for w, _ in resets)
+    tr = r["transport"]
+    per_input = -(-27_648 // proto.CHUNK)
+    # 5 inputs, chunks 1-12 of input 1 before its 13th (the 40th) was cut, and the OUTPUT read of the
+    # input TIME restores
+    assert tr["input_chunks"] >= 5 * per_input + 39 - per_input and tr["output_chunks"] >= 5 + 1
+    if not faults:
+        # (a reply cut by a reset counts as a CRC error, nothing else goes wrong on a clean link)
+        assert (tr["boot_ready"], tr["device_resets"], tr["input_lost"], tr["timeouts"], tr["device_errors"],
+                tr["retries"]) == (1, 3, 0, 0, 0, 0), tr
+        # input 1 staged again from offset 0 after the INPUT and the OUTPUT reset, input 4 before TIME
+        assert tr["input_chunks"] == 5 * per_input + (39 - per_input) + 2 * per_input
+        assert tr["output_chunks"] == 5 + 1
+    else:
+        assert proxy.damaged > 0 and r["transport_errors"] > 0 and tr["retries"] > 0
+        assert tr["device_resets"] + tr["input_lost"] >= 1

@@ -116,3 +116,141 @@ def test_protocol_doc_tables_are_generated():
     assert protocol.render_doc(text) == text, "docs/protocol.md is out of date: run python -m lwcnn_mcu.protocol"
     for name, _code, _ in protocol.MESSAGES + protocol.ERRORS:
         assert f"`{name}`" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs and outputs larger than a frame: INPUT / OUTPUT chunks
+# --------------------------------------------------------------------------------------------------
+
+ERR = {name: code for name, code, _ in protocol.ERRORS}
+
+
+@settings(deadline=None)
+@given(st.integers(1, 60_000), st.integers(1, 5000))
+def test_chunks_stage_every_byte_once_in_order(size, chunk):  # noqa: ANN001
+    plan = protocol.chunks(size, chunk)
+    assert plan[0][0] == 0 and sum(n for _, n in plan) == size
+    assert all(0 < n <= chunk for _, n in plan)
+    assert all(a + n == b for (a, n), (b, _) in zip(plan, plan[1:], strict=False))  # no gap, no overlap
+
+
+def test_chunk_payloads():
+    import struct
+
+    big = bytes(range(256)) * 108  # a 96x96x3 input: 27,648 bytes, more than a frame holds
+    with pytest.raises(ValueError, match="exceeds 4096"):
+        protocol.encode(protocol.MSG["INFER"], 1, big)
+    plan = protocol.chunks(len(big), protocol.CHUNK)
+    frames = [protocol.encode(protocol.MSG["INPUT"], k, protocol.input_chunk(o, big[o:o + n]))
+              for k, (o, n) in enumerate(plan)]
+    assert len(frames) == 27 and all(len(f) == protocol.OVERHEAD + 4 + protocol.CHUNK for f in frames)
+    got = protocol.Decoder().feed(b"".join(frames))
+    assert b"".join(f.payload[4:] for f in got) == big
+    assert [struct.unpack_from("<I", f.payload)[0] for f in got] == [o for o, _ in plan]
+    with pytest.raises(ValueError):
+        protocol.input_chunk(0, b"")  # a chunk carries at least one byte
+    with pytest.raises(ValueError):
+        protocol.input_chunk(-1, b"x")
+    assert protocol.parse_input_ok(struct.pack("<I", 27_648)) == 27_648
+    for bad in (b"", b"\x00" * 3, b"\x00" * 5):
+        with pytest.raises(ValueError, match="INPUT_OK"):
+            protocol.parse_input_ok(bad)
+    assert protocol.parse_output_ok(protocol.output_request(1024) + b"\x01\x02") == (1024, b"\x01\x02")
+    for bad in (b"", b"\x00\x04\x00\x00"):  # no offset, or no byte after it
+        with pytest.raises(ValueError, match="OUTPUT_OK"):
+            protocol.parse_output_ok(bad)
+
+
+def test_device_info_version_2_has_the_buffer_sizes():
+    import struct
+
+    strings = b"qemu-m4\0lwcnn-fw 1\0" + b"ab" * 32 + b"\0m96\0m96\0"
+    head = struct.pack("<BBHIIIII", 2, 1, 0, 25_000_000, 40_000, 27_648, 1200, 6)
+    info = protocol.DeviceInfo.parse(head + struct.pack("<HH", 1028, 2048) + strings)
+    assert (info.rx_max, info.reply_max, info.chunked, info.model, info.input_size) == (1028, 2048, True, "m96",
+                                                                                        27_648)
+    old = protocol.DeviceInfo.parse(struct.pack("<BBHIIIII", 1, 1, 0, 1, 2, 3, 4, 5) + strings)
+    assert (old.rx_max, old.reply_max, old.chunked, old.board) == (0, 0, False, "qemu-m4")
+    with pytest.raises(ValueError):
+        protocol.DeviceInfo.parse(head + b"\x04")  # version 2 without its buffer sizes
+
+
+def test_c_header_has_every_code():
+    h = protocol.c_header()
+    assert "#define LW_PROTO_VERSION 2" in h
+    for name, code, _ in protocol.MESSAGES:
+        assert f"#define LW_MSG_{name} 0x{code:02X}u" in h
+    for name, code, _ in protocol.ERRORS:
+        assert f"#define LW_ERR_{name} {code}u" in h
+    codes = [c for _, c, _ in protocol.MESSAGES]
+    assert len(set(codes)) == len(codes) and len({c for _, c, _ in protocol.ERRORS}) == len(protocol.ERRORS)
+
+
+def stage_model(size: int, staged: int, payload: bytes, buf: bytearray) -> tuple[int, int]:
+    """What the firmware's lw_proto_stage must do (docs/protocol.md): (error code or 0, bytes staged)."""
+    if len(payload) <= 4:
+        return ERR["BAD_OFFSET"], staged
+    offset, data = int.from_bytes(payload[:4], "little"), payload[4:]
+    if offset >= size or len(data) > size - offset:
+        return ERR["BAD_OFFSET"], staged
+    if offset > staged:
+        return ERR["INPUT_INCOMPLETE"], staged
+    buf[offset:offset + len(data)] = data
+    return 0, len(data) if offset == 0 else max(staged, offset + len(data))
+
+
+def feed_stage(exe: Path, size: int, frames: list[tuple[int, bytes]]) -> list[tuple[str, ...]]:
+    stream = b"".join(protocol.encode(t, k, p) for k, (t, p) in enumerate(frames))
+    r = subprocess.run([str(exe), str(size)], input=stream, capture_output=True, timeout=60)
+    assert r.returncode == 0 and b"runtime error" not in r.stderr and b"Sanitizer" not in r.stderr, r.stderr
+    return [tuple(line.split()) for line in r.stdout.decode().splitlines() if not line.startswith("F")]
+
+
+def expected_stage(size: int, frames: list[tuple[int, bytes]]) -> list[tuple[str, ...]]:
+    buf, staged, out = bytearray(size), 0, []
+    for t, p in frames:
+        if t == protocol.MSG["INPUT"]:
+            err, staged = stage_model(size, staged, p, buf)
+            out.append(("S", str(err), str(staged)))
+        elif t == protocol.MSG["INFER"] and not p:
+            out.append(("I", "1" if staged == size else "0"))
+    return out + [("B", buf.hex())]
+
+
+def test_c_staging_of_a_chunked_input_and_bad_offsets(c_parser):  # noqa: ANN001
+    """The firmware's staging of INPUT chunks (lw_proto_stage) into a buffer of exactly the input's size
+    under AddressSanitizer: a whole input in order; a chunk sent twice; out-of-range, wrapping, empty and
+    gapped chunks refused without a byte written; INFER of a staged input that is not all there."""
+    size, inp, infer = 3000, protocol.MSG["INPUT"], protocol.MSG["INFER"]
+    x = bytes(random.Random(3).randrange(256) for _ in range(size))
+    good = [(inp, protocol.input_chunk(o, x[o:o + n])) for o, n in protocol.chunks(size, 1000)]
+    bad = [
+        (inp, protocol.input_chunk(size, b"\x01")),  # at the end
+        (inp, protocol.input_chunk(2500, b"\x02" * 501)),  # one byte past the end
+        (inp, protocol.input_chunk(0xFFFFFFFF, b"\x03" * 2)),  # offset + length wraps around 2^32
+        (inp, protocol.input_chunk(0, b"\x04" * 1001)[:4]),  # the offset and no byte
+        (inp, b"\x00\x00"),  # not even an offset
+    ]
+    frames = [(infer, b"")] + good[:1] + [(infer, b"")] + good[1:2] + good[1:2] + bad + good[2:] + [(infer, b"")]
+    frames += [(inp, protocol.input_chunk(0, b"\x05" * 10)), (inp, protocol.input_chunk(2000, b"\x06" * 10)),
+               (infer, b"")]  # a new input from offset 0: a chunk past its staged bytes is a gap
+    got = feed_stage(c_parser, size, frames)
+    assert got == expected_stage(size, frames)
+    codes = [int(e[1]) for e in got if e[0] == "S"]
+    assert codes.count(ERR["BAD_OFFSET"]) == 5 and codes.count(ERR["INPUT_INCOMPLETE"]) == 1
+    assert [e[1] for e in got if e[0] == "I"] == ["0", "0", "1", "0"]
+    assert bytes.fromhex(got[-1][1]) == b"\x05" * 10 + x[10:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 2500), st.data())
+def test_c_staging_matches_the_rule_on_random_chunks(c_parser, size, data):  # noqa: ANN001
+    inp = protocol.MSG["INPUT"]
+    frames = []
+    for _ in range(data.draw(st.integers(1, 25))):
+        offset = data.draw(st.one_of(st.integers(0, size + 2), st.integers(0, 0xFFFFFFFF)))
+        n = data.draw(st.integers(0, min(1000, size + 3)))
+        frames.append((inp, offset.to_bytes(4, "little") + bytes(data.draw(st.binary(min_size=n, max_size=n)))))
+        if data.draw(st.booleans()):
+            frames.append((protocol.MSG["INFER"], b""))
+    assert feed_stage(c_parser, size, frames) == expected_stage(size, frames)

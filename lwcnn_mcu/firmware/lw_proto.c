@@ -134,3 +134,32 @@ void lw_proto_send(void (*put)(uint8_t), uint8_t type, uint8_t seq, const uint8_
     put((uint8_t)(crc & 0xFFu));
     put((uint8_t)(crc >> 8));
 }
+
+uint32_t lw_proto_rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+uint8_t lw_proto_stage(uint8_t *dst, uint32_t size, uint32_t *staged, const uint8_t *payload, uint16_t len)
+{
+    if (len <= 4u) {
+        return LW_ERR_BAD_OFFSET;
+    }
+    const uint32_t offset = lw_proto_rd32(payload);
+    const uint32_t n = (uint32_t)len - 4u;
+    if (offset >= size || n > size - offset) { /* written so that offset + n cannot wrap */
+        return LW_ERR_BAD_OFFSET;
+    }
+    if (offset > *staged) {
+        return LW_ERR_INPUT_INCOMPLETE;
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        dst[offset + i] = payload[4u + i];
+    }
+    if (offset == 0u) {
+        *staged = n;
+    } else if (offset + n > *staged) {
+        *staged = offset + n;
+    }
+    return 0u;
+}

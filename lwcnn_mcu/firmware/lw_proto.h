@@ -50,4 +50,22 @@ void lw_proto_send(void (*put)(uint8_t), uint8_t type, uint8_t seq, const uint8_
 /* Write a frame into out (capacity cap); returns its size, or 0 when it does not fit. */
 size_t lw_proto_encode(uint8_t *out, size_t cap, uint8_t type, uint8_t seq, const uint8_t *payload, uint16_t len);
 
+/* The u32 (little-endian) at p. */
+uint32_t lw_proto_rd32(const uint8_t *p);
+
+/*
+ * Stage one INPUT chunk into an input buffer (the model's own: no other copy of the input is kept).
+ *   dst      out: the input buffer, `size` bytes; bytes [offset, offset + n) are written on success only
+ *   size     in:  the model's input size in bytes, >= 1
+ *   staged   in/out: bytes staged so far from offset 0 without a gap (0 after boot or SELECT); a chunk
+ *            at offset 0 starts a new input (staged = n), a later one extends it (staged = max(staged,
+ *            offset + n)), so a chunk sent again after a lost reply changes nothing
+ *   payload  in: the INPUT payload, u32 offset (LE) then the n = len - 4 bytes
+ *   len      in: payload length
+ * Returns 0 when staged, LW_ERR_BAD_OFFSET for an empty chunk or one not within [0, size), or
+ * LW_ERR_INPUT_INCOMPLETE for a chunk that starts past *staged (bytes before it are missing: the
+ * device reset since they came).
+ */
+uint8_t lw_proto_stage(uint8_t *dst, uint32_t size, uint32_t *staged, const uint8_t *payload, uint16_t len);
+
 #endif /* LW_PROTO_H */

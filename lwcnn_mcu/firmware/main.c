@@ -6,8 +6,14 @@
  *      RESULT <i> <output bytes as hex> cycles=<DWT> ticks=<SysTick>
  *      DONE
  * 2. Sends a READY frame and serves the benchmark protocol (docs/protocol.md) forever:
- *    INFO, INFER, TIME, LAYERS, RESET, SELECT (a firmware may hold several models: lw_models[]). A bad frame gets an ERROR reply; the parser resynchronises
- *    on the next start marker, and a frame whose bytes stop arriving is dropped after 20 ms.
+ *    INFO, INFER, TIME, LAYERS, RESET, SELECT (a firmware may hold several models: lw_models[]),
+ *    INPUT and OUTPUT. A bad frame gets an ERROR reply; the parser resynchronises on the next start
+ *    marker, and a frame whose bytes stop arriving is dropped after 20 ms.
+ *
+ * Buffers: input[] and output[] are the model's own input and output. An input larger than the receive
+ * buffer (LW_PROTO_RX_MAX) arrives in INPUT chunks written straight into input[] (INFER with an empty
+ * payload then runs on it); an output larger than a reply (LW_REPLY_MAX) is read on in OUTPUT chunks
+ * from output[]. So neither protocol buffer grows with the model (lwcnn_mcu/builder.py sizes them).
  */
 #include <stdint.h>
 
@@ -24,7 +30,7 @@ uint32_t lw_layer_cycles[LW_MAX_LAYERS];
 uint32_t lw_layer_ticks[LW_MAX_LAYERS];
 uint32_t lw_layer_c0, lw_layer_t0;
 
-/* sized by the build for this model: the largest reply (INFO, INFER_OK or LAYERS_OK) */
+/* sized by the build for this model: the largest reply (INFO, INFER_OK, OUTPUT_OK or LAYERS_OK) */
 #ifndef LW_REPLY_MAX
 #define LW_REPLY_MAX LW_PROTO_MAX_PAYLOAD
 #endif
@@ -32,13 +38,17 @@ uint32_t lw_layer_c0, lw_layer_t0;
 /* LAYERS_OK carries at most this many layers (8 bytes each); the host asks for the rest from layer
  * `first` on, so the reply never outgrows reply[] whatever the model's layer count */
 #define LW_LAYERS_PER_REPLY ((uint32_t)(LW_REPLY_MAX / 8))
-typedef char lw_reply_holds_one_layer[(LW_REPLY_MAX >= 8 && LW_REPLY_MAX <= LW_PROTO_MAX_PAYLOAD) ? 1 : -1];
+/* reply[] holds the INFO head (28 bytes) and one layer; the INFO head reports its size as a u16 */
+typedef char lw_reply_holds_the_info_head[(LW_REPLY_MAX >= 32 && LW_REPLY_MAX <= LW_PROTO_MAX_PAYLOAD) ? 1 : -1];
+/* INPUT needs its u32 offset and at least one byte; the INFO head reports both sizes as u16 */
+typedef char lw_rx_holds_one_chunk[(LW_PROTO_RX_MAX > 4 && LW_PROTO_RX_MAX <= LW_PROTO_MAX_PAYLOAD) ? 1 : -1];
 
 static lw_proto_rx_t rx;
 static uint8_t reply[LW_REPLY_MAX];
 static int8_t input[LW_MODEL_MAX_INPUT];
 static int8_t output[LW_MODEL_MAX_OUTPUT];
-static int have_input;
+static int have_input; /* input[] was run by INFER and output[] holds its output */
+static uint32_t staged;  /* bytes of input[] staged by INPUT chunks (or one INFER), from 0 without a gap */
 static const lw_model_t *model = &lw_models[0]; /* the model INFER, TIME and LAYERS run (SELECT) */
 
 static void put_str(const char *s)
@@ -111,7 +121,11 @@ static void send_info(uint8_t type, uint8_t seq)
     wr32(reply + 12, (uint32_t)model->input_size);
     wr32(reply + 16, (uint32_t)model->output_size);
     wr32(reply + 20, (uint32_t)model->num_layers);
-    uint16_t n = 24;
+    reply[24] = (uint8_t)(LW_PROTO_RX_MAX & 0xFF); /* version 2: u16 rx_max, u16 reply_max */
+    reply[25] = (uint8_t)(LW_PROTO_RX_MAX >> 8);
+    reply[26] = (uint8_t)(LW_REPLY_MAX & 0xFF);
+    reply[27] = (uint8_t)(LW_REPLY_MAX >> 8);
+    uint16_t n = 28;
     n = append_str(n, LW_BOARD_NAME);
     n = append_str(n, LW_FIRMWARE_VERSION);
     n = append_str(n, model->hash);
@@ -144,23 +158,67 @@ static void handle(void)
     case LW_MSG_INFO:
         send_info(LW_MSG_INFO_OK, seq);
         break;
-    case LW_MSG_INFER: {
-        if (rx.len != model->input_size) {
-            send_error(seq, LW_ERR_BAD_INPUT_SIZE, rx.type);
+    case LW_MSG_INPUT: { /* u32 offset, then bytes: staged straight into the model's input */
+        const uint8_t err = lw_proto_stage((uint8_t *)input, (uint32_t)model->input_size, &staged, rx.payload,
+                                           rx.len);
+        if (err != 0u) {
+            send_error(seq, err, rx.type);
             break;
         }
-        for (uint16_t i = 0; i < rx.len; ++i) {
-            input[i] = (int8_t)rx.payload[i];
+        have_input = 0; /* input[] is no longer the input output[] came from */
+        wr32(reply, staged);
+        send(LW_MSG_INPUT_OK, seq, reply, 4);
+        break;
+    }
+    case LW_MSG_INFER: { /* the input in the payload, or (empty payload) the staged one */
+        if (rx.len == 0u) {
+            if (staged != (uint32_t)model->input_size) {
+                send_error(seq, LW_ERR_INPUT_INCOMPLETE, rx.type);
+                break;
+            }
+        } else if (rx.len == (uint32_t)model->input_size) {
+            for (uint16_t i = 0; i < rx.len; ++i) {
+                input[i] = (int8_t)rx.payload[i];
+            }
+            staged = rx.len;
+        } else {
+            send_error(seq, LW_ERR_BAD_INPUT_SIZE, rx.type);
+            break;
         }
         have_input = 1;
         uint32_t c, t;
         infer(&c, &t);
         wr32(reply, c);
         wr32(reply + 4, t);
-        for (int32_t i = 0; i < model->output_size; ++i) {
-            reply[8 + i] = (uint8_t)output[i];
+        uint32_t n = (uint32_t)model->output_size; /* the rest, if any, is read with OUTPUT */
+        if (n > LW_REPLY_MAX - 8u) {
+            n = LW_REPLY_MAX - 8u;
         }
-        send(LW_MSG_INFER_OK, seq, reply, (uint16_t)(8 + model->output_size));
+        for (uint32_t i = 0; i < n; ++i) {
+            reply[8u + i] = (uint8_t)output[i];
+        }
+        send(LW_MSG_INFER_OK, seq, reply, (uint16_t)(8u + n));
+        break;
+    }
+    case LW_MSG_OUTPUT: { /* u32 offset: the last output from there, as much as one reply holds */
+        if (!have_input) {
+            send_error(seq, LW_ERR_NO_INPUT, rx.type);
+            break;
+        }
+        const uint32_t offset = rx.len == 4u ? lw_proto_rd32(rx.payload) : 0xFFFFFFFFu;
+        if (offset >= (uint32_t)model->output_size) {
+            send_error(seq, LW_ERR_BAD_OFFSET, rx.type);
+            break;
+        }
+        uint32_t n = (uint32_t)model->output_size - offset;
+        if (n > LW_REPLY_MAX - 4u) {
+            n = LW_REPLY_MAX - 4u;
+        }
+        wr32(reply, offset);
+        for (uint32_t i = 0; i < n; ++i) {
+            reply[4u + i] = (uint8_t)output[offset + i];
+        }
+        send(LW_MSG_OUTPUT_OK, seq, reply, (uint16_t)(4u + n));
         break;
     }
     case LW_MSG_TIME: {
@@ -234,6 +292,7 @@ static void handle(void)
         if (found != model) {
             model = found;
             have_input = 0; /* the last input was the other model's */
+            staged = 0;
         }
         send_info(LW_MSG_INFO_OK, seq);
         break;

@@ -1,5 +1,6 @@
-/* Host test build of the firmware: the pretend model. output[k] = input[k] XOR 0x55; layer i
- * advances the host board's clock by i + 1, so LAYERS must report exactly (i + 1, i + 1). */
+/* Host test build of the firmware: the pretend model. output[k] = input[k mod input size] XOR 0x55 XOR
+ * (k / input size); layer i advances the host board's clock by i + 1, so LAYERS must report exactly
+ * (i + 1, i + 1). */
 #include "lwcnn_hooks.h"
 #include "lw_model.h"
 #include "lwcnn_model.h"
@@ -14,7 +15,7 @@ int lwcnn_invoke(const int8_t *input, int8_t *output)
         LWCNN_LAYER_END(i, output, LWCNN_OUTPUT_SIZE);
     }
     for (int k = 0; k < LWCNN_OUTPUT_SIZE; ++k) {
-        output[k] = (int8_t)(input[k] ^ 0x55);
+        output[k] = (int8_t)(input[k % LWCNN_INPUT_SIZE] ^ 0x55 ^ (k / LWCNN_INPUT_SIZE));
     }
     return 0;
 }

@@ -4,8 +4,12 @@
 
 #include <stdint.h>
 
+#include "lwcnn_model.h"
+
 #define LW_TEST_COUNT 1
 
-static const int8_t lw_test_inputs[LW_TEST_COUNT][16] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
+/* the rest of a larger input is zeros */
+static const int8_t lw_test_inputs[LW_TEST_COUNT][LWCNN_INPUT_SIZE] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                                                        15, 16}};
 
 #endif /* LW_TESTDATA_H */
