@@ -45,7 +45,7 @@ demo: setup
 	$(BIN)/lwcnn-mcu verify mnist --dataset mnist --samples 10000
 	$(BIN)/lwcnn-mcu build --board nucleo -o build/nucleo_f401re
 	$(BIN)/lwcnn-mcu selftest --board qemu-m4
-	$(BIN)/lwcnn-mcu bench --board qemu-m4 --samples 1000 --layers --plot out/bench-qemu-m4.png
+	$(BIN)/lwcnn-mcu bench --board qemu-m4 --samples 1000 --layers --cycles --plot out/bench-qemu-m4.png
 
 clean:
 	rm -rf out build .pytest_cache

@@ -448,9 +448,11 @@ def machine() -> dict[str, Any]:
 def run_bench(*, board: str | None, port: str | None, model: str, dataset: str | None, data: str | None,
               labels: str | None, samples: int, layers: bool, progress: Any = None,
               device_timeout: float = 5.0, via: Any = None, kernels: str = "auto",
-              calib: str | None = None) -> dict[str, Any]:
+              calib: str | None = None, cycles: bool = False) -> dict[str, Any]:
     """Build (for an emulated board), connect, stream inputs, and return the report. ``calib`` quantizes a
-    .keras or .onnx model as `compile --calib` does (the firmware on a --port must come from the same)."""
+    .keras or .onnx model as `compile --calib` does (the firmware on a --port must come from the same).
+    ``cycles``: on an emulated board, also the estimated Cortex-M4 cycles of one inference, per layer too
+    (``est_cycles``: QEMU's executed instructions priced with the Cortex-M4 TRM, docs/cycles.md)."""
     from lwcnn_mcu import builder, compiler, hostrun, reference
     from lwcnn_mcu import verify as ver
 
@@ -484,6 +486,7 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
     cyc = np.zeros(n, np.int64)
     ticks = np.zeros(n, np.int64)
     done, timing, prof, stop = 0, None, None, None
+    est: dict[str, Any] | None = None  # the cycle estimate (--cycles, emulated boards)
     try:
         url = emu.url if emu else str(port)
         link = open_port(via(url) if via else url, retries=50 if url.startswith("socket://") else 1)
@@ -524,6 +527,8 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
                 pass
         if emu is not None:
             emu.close()
+            if cycles and done:  # before the build folder goes: the estimator runs the ELF again
+                est = _cycle_estimate(built)
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
@@ -599,6 +604,8 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
             rows.append({"layer": k, "name": op.name, "op": op.opcode, "macs": op.macs(c.graph),
                          r["unit"]: int(val)})
         r["layers"] = rows
+    if est is not None:
+        _merge_cycle_estimate(r, est)
     r["machine"] = machine()
     r["commit"] = _git_commit()
     r["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -607,6 +614,28 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
     if stop is not None:
         raise BenchStopped(stop, r)
     return r
+
+
+def _cycle_estimate(built: Any) -> dict[str, Any]:
+    """est_cycles (an estimate, labelled so everywhere) of one inference of the self-test input; a failure
+    of the estimator is a warning in the report, not a failed bench."""
+    from lwcnn_mcu import cycles
+
+    try:
+        return cycles.for_bench(built)
+    except (LwcnnError, OSError, RuntimeError, ValueError) as exc:
+        return {"warning": f"no cycle estimate: {exc}"}
+
+
+def _merge_cycle_estimate(r: dict[str, Any], est: dict[str, Any]) -> None:
+    if "warning" in est:
+        r.setdefault("warnings", []).append(est["warning"])
+        return
+    layers = {row["layer"]: row for row in est.pop("est_layers", [])}
+    r.update(est)
+    for row in r.get("layers", []):
+        if row["layer"] in layers:
+            row["est_cycles"] = layers[row["layer"]].get("est_cycles")
 
 
 def results_dir() -> Path:

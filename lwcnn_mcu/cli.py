@@ -373,6 +373,8 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
               help="calibration inputs X.npy for a .keras or .onnx model (NCHW for .onnx)")] = None,
           samples: Annotated[int, typer.Option(help="how many inputs to run on the device")] = 100,
           layers: Annotated[bool, typer.Option("--layers", help="also time every layer on the device")] = False,
+          cycles: Annotated[bool, typer.Option(
+              "--cycles", help="emulated board: also estimated Cortex-M4 cycles (docs/cycles.md)")] = False,
           plot: Annotated[Path | None, typer.Option(help="write a PNG: latency histogram, trace, layers")] = None,
           save: Annotated[bool, typer.Option(help="save the result as JSON in the results folder")] = True,
           results: Annotated[Path | None, typer.Option(
@@ -401,6 +403,7 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
         try:
             r = b.run_bench(board=board, port=port, model=model, dataset=dataset, data=data, labels=labels,
                             calib=calib, samples=samples, layers=layers, kernels=kernels, device_timeout=timeout,
+                            cycles=cycles,
                             progress=lambda i, n: prog.update(task, completed=i,
                                                               description="inferences on the device"))
         except b.BenchStopped as exc:
@@ -440,6 +443,9 @@ def _print_bench(r: dict[str, Any]) -> None:
         t.add_row(f"{unit} {k}", f"{r[unit][k]:,.0f}{ms}")
     if unit == "instructions" and r["instructions_per_mac"] is not None:
         t.add_row("instructions per MAC", f"{r['instructions_per_mac']:.2f}")
+    if r.get("est_cycles") is not None:
+        t.add_row("estimated Cortex-M4 cycles (estimate)",
+                  f"{r['est_cycles']:,} ({r['est_cycles_per_mac']:.2f} per MAC; zero-wait-state, docs/cycles.md)")
     if r["host_round_trip_ms"]:
         t.add_row("host round trip median", f"{r['host_round_trip_ms']['median']:.1f} ms")
     tr = r["transport"]
@@ -451,15 +457,19 @@ def _print_bench(r: dict[str, Any]) -> None:
     console.print(t)
     if r.get("layers"):
         lt = Table(title="where the time goes", show_edge=False)
-        for col in ("#", "layer", "op", "MACs", unit, "share", ""):
-            lt.add_column(col, justify="right" if col in ("#", "MACs", unit, "share") else "left",
+        est = any(x.get("est_cycles") is not None for x in r["layers"])
+        cols = ("#", "layer", "op", "MACs", unit) + (("est. cycles",) if est else ()) + ("share", "")
+        for col in cols:
+            lt.add_column(col, justify="right" if col in ("#", "MACs", unit, "est. cycles", "share") else "left",
                           no_wrap=col not in ("layer", ""))
         total = sum(x[unit] for x in r["layers"]) or 1
         names = [x["name"] for x in r["layers"]]
         for x, name in zip(r["layers"], names, strict=True):
             share = x[unit] / total
-            lt.add_row(str(x["layer"]), name, x["op"].replace("_2D", ""), f"{x['macs']:,}", f"{x[unit]:,}",
-                       f"{100 * share:.1f}%", "█" * int(round(12 * share)))
+            cells = [str(x["layer"]), name, x["op"].replace("_2D", ""), f"{x['macs']:,}", f"{x[unit]:,}"]
+            if est:
+                cells.append(f"{x['est_cycles']:,}" if x.get("est_cycles") is not None else "")
+            lt.add_row(*cells, f"{100 * share:.1f}%", "█" * int(round(12 * share)))
         console.print(lt)
     if unit == "instructions":
         console.print("[dim]emulated board: counts are QEMU instructions (-icount shift=0), not cycles or time[/dim]")
