@@ -32,6 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def run_round(args: tuple[int, int, int, str]) -> int:
     """One round of ``n`` models drawn with hypothesis seed ``seed``, appended to ``runs``."""
     rnd, seed, n, runs = args
+    from lwcnn_mcu.util import quiet_tensorflow
+
+    quiet_tensorflow()
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
