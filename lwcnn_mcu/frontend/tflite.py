@@ -537,6 +537,10 @@ def read_tflite(buf: bytes, source: str) -> ir.Graph:
                              "shapes that are wrong for batch 1, and TFLite Micro then computes a wrong result "
                              "(LiteRT does not). Re-export with a fixed batch of 1 (keras.Input(..., batch_size=1)) "
                              "or give the .keras model: the dilated convolution is then one CONV_2D")
+        if opname == "TILE":
+            raise LwcnnError(f"{source}: op #{k} TILE ('{label}') is not supported: TFLite Micro has no TILE kernel. "
+                             "Keras 3 writes UpSampling1D/2D as RESHAPE + TILE; give the .keras model (lwcnn-mcu "
+                             "quantizes UpSampling as RESIZE_NEAREST_NEIGHBOR) or use tf.image.resize nearest")
         if opname not in HANDLERS:
             raise LwcnnError(f"{source}: op #{k} {opname} (output '{label}') is not supported. "
                              f"Supported: {supported_ops()}")
