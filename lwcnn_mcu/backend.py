@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from lwcnn_mcu import ir
+from lwcnn_mcu.errors import LwcnnError
 
 #: Limits of the C kernels, the one source for Python and C: emitted as #defines into lw_params.h
 #: (the kernels size their stack arrays with them) and checked per layer in the generated model with
@@ -54,9 +55,14 @@ class Options:
     pw16: bool = True  # 1x1 / small-patch convolutions as per-channel int16-pair records
     dw16: bool = True  # depthwise weights as int16 pairs, constants per four channels
     in_place: bool = True  # convolution windows read where they are (no gathered patch)
+    #: whose kernels run the ops: "lw" (ours) or "cmsis-nn" (CMSIS-NN's s8 API where it has the op, see
+    #: :func:`cmsis_kernel`; ours for the rest, named in the compile report's "fallback")
+    kernels: str = "lw"
 
 
-FAST_PATHS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Options))
+#: the choices of Options.kernels (the CLI's --kernels of compile and verify)
+KERNEL_SETS: tuple[str, ...] = ("lw", "cmsis-nn")
+FAST_PATHS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Options) if f.name != "kernels")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,16 @@ class Kernel:
     overlap_offset: int | None = None  # its input may start this many bytes into its output buffer
     checks: tuple[tuple[str, int, str], ...] = ()  # (LIMIT, value, why): value <= LIMIT, checked in C
     inline: bool = False  # the kernel body is #included and specialised at the call (static const params)
+
+    @property
+    def cmsis(self) -> bool:
+        """A CMSIS-NN call (kind ``cmsis/<op>``, template ``ops/cmsis/<op>.c.j2``; params are what it prints)."""
+        return self.kind.startswith("cmsis/")
+
+    @property
+    def function(self) -> str:
+        """The C function that runs the op."""
+        return CMSIS_FUNCTIONS[self.kind] if self.cmsis else f"lw_{self.kind}_s8"
 
 
 _WINDOW = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "pad_top",
@@ -495,6 +511,146 @@ assert {c.kind for c in ir.OP_CLASSES} == set(FIELDS), "every kernel needs its F
 
 
 def kernels(g: ir.Graph, opts: Options | None = None) -> tuple[Kernel, ...]:
-    """The Kernel of every op of a lowered graph, in graph order."""
+    """The Kernel of every op of a lowered graph, in graph order: with kernels="cmsis-nn" CMSIS-NN's call where
+    :func:`cmsis_kernel` has one, ours otherwise."""
     opts = opts or Options()
-    return tuple(_CONSTANTS[type(op)](k, op, g, opts) for k, op in enumerate(g.ops))
+    if opts.kernels not in KERNEL_SETS:
+        raise LwcnnError(f"unknown kernels '{opts.kernels}'; choose {' or '.join(KERNEL_SETS)}")
+    out = []
+    for k, op in enumerate(g.ops):
+        kern = cmsis_kernel(k, op, g) if opts.kernels == "cmsis-nn" else None
+        out.append(kern or _CONSTANTS[type(op)](k, op, g, opts))
+    return tuple(out)
+
+
+# --- CMSIS-NN (kernels="cmsis-nn") ------------------------------------------------------------------
+#
+# The same ops through CMSIS-NN's s8 API, with TFLite's constants as TFLite Micro's CMSIS-NN kernels pass
+# them: weights in TFLite's own layouts (OHWI, 1HWC, [out, in]), the int32 bias as it is (no input offset
+# folded in: CMSIS-NN adds the offset itself), per-channel multipliers and shifts. Each Kernel's params are
+# the numbers its template ops/cmsis/<op>.c.j2 prints into CMSIS-NN's structs; its scratch_bytes is the
+# kernel's *_get_buffer_size, computed here with CMSIS-NN's formula (lwcnn_mcu.cmsis_nn.COMMIT) for the larger
+# of its two builds we run: the Cortex-M DSP build (ARM_MATH_DSP, GCC) on the target and the portable C on
+# the host.
+
+CMSIS_FUNCTIONS: dict[str, str] = {
+    "cmsis/conv": "arm_convolve_wrapper_s8",
+    "cmsis/dwconv": "arm_depthwise_conv_wrapper_s8",
+    "cmsis/fc": "arm_fully_connected_s8",
+    "cmsis/fc_per_channel": "arm_fully_connected_per_channel_s8",
+    "cmsis/maxpool": "arm_max_pool_s8",
+    "cmsis/avgpool": "arm_avgpool_s8",
+    "cmsis/softmax": "arm_softmax_s8",
+    "cmsis/add": "arm_elementwise_add_s8",
+    "cmsis/mul": "arm_elementwise_mul_s8",
+}
+
+#: flash bytes of the static const structs each call's template prints, on a 32-bit target (int32_t fields,
+#: 4-byte pointers): the parameters, the quantization (two pointers, or multiplier and shift), 16 per cmsis_nn_dims
+CMSIS_STRUCT_BYTES: dict[str, int] = {
+    "cmsis/conv": 40 + 8 + 4 * 16,
+    "cmsis/dwconv": 44 + 8 + 4 * 16,
+    "cmsis/fc": 20 + 8 + 4 * 16,
+    "cmsis/fc_per_channel": 20 + 8 + 4 * 16,
+    "cmsis/maxpool": 24 + 3 * 16,
+    "cmsis/avgpool": 24 + 3 * 16,
+    "cmsis/softmax": 0,
+    "cmsis/add": 0,
+    "cmsis/mul": 0,
+}
+
+
+def cmsis_conv_buffer_size(v: dict[str, Any]) -> int:
+    """arm_convolve_wrapper_s8_get_buffer_size: a 1x1 unpadded undilated convolution needs none (the
+    buffered 1x1 stride-1 variant is built only by Arm Compiler 6, not GCC); the rest (1xN rows included)
+    two im2col columns of int16, each k_h * k_w * in_c rounded up to 4."""
+    if (v["pad_top"] == v["pad_left"] == 0 and v["k_h"] == v["k_w"] == 1 and v["dil_h"] == v["dil_w"] == 1):
+        return 0
+    cols = int(v["k_h"] * v["k_w"] * v["in_c"])
+    return 2 * ((cols + 3) // 4 * 4) * 2
+
+
+def cmsis_dwconv_buffer_size(v: dict[str, Any]) -> int:
+    """arm_depthwise_conv_wrapper_s8_get_buffer_size, DSP build (the portable build needs none): channel
+    multiplier 1 and no dilation take arm_depthwise_conv_3x3_s8 (a 3x3 filter padded at most 1: no buffer)
+    or arm_depthwise_conv_s8_opt (in_c * k_h * k_w int16); anything else arm_depthwise_conv_s8 (none)."""
+    if v["depth_mult"] != 1 or v["dil_h"] != 1 or v["dil_w"] != 1:
+        return 0
+    if v["k_h"] == v["k_w"] == 3 and v["pad_top"] <= 1 and v["pad_left"] <= 1:
+        return 0
+    return int(v["in_c"] * v["k_h"] * v["k_w"]) * 2
+
+
+def _batch1(op: ir.Op, g: ir.Graph) -> bool:
+    shape = g.t(op.inputs[0]).shape
+    return len(shape) in (3, 4) and shape[0] == 1
+
+
+def _bias(k: int, op: ir.Op, g: ir.Graph, n: int) -> CArray:
+    has = len(op.inputs) > 2 and op.inputs[2] >= 0
+    values = g.t(op.inputs[2]).data.astype(np.int64).tolist() if has else [0] * n
+    return CArray(f"@b{k}", "int32_t", values, f"{op.name}: bias" + ("" if has else " (none: zeros)"))
+
+
+def _quant_arrays(k: int, op: ir.Op) -> tuple[CArray, CArray]:
+    return (CArray(f"@m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
+            CArray(f"@s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
+
+
+def cmsis_kernel(k: int, op: ir.Op, g: ir.Graph) -> Kernel | None:
+    """The CMSIS-NN call of an op, or None when CMSIS-NN lacks it (our kernel runs it: a fallback)."""
+    lw: dict[str, Any] = dict(op.lowered)
+    if type(op) is ir.Conv2D and _batch1(op, g):
+        w = g.t(op.inputs[1])
+        arrays = (CArray(f"@w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
+                         f"{op.name}: weights {list(w.shape)} (OHWI)"), _bias(k, op, g, int(w.shape[0])),
+                  *_quant_arrays(k, op))
+        return Kernel("cmsis/conv", {**lw, "scratch_bytes": cmsis_conv_buffer_size(lw)}, arrays,
+                      {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}", "scratch": "NULL"},
+                      scratch_bytes=cmsis_conv_buffer_size(lw))
+    if type(op) is ir.DepthwiseConv2D and _batch1(op, g):
+        w = g.t(op.inputs[1])
+        arrays = (CArray(f"@w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
+                         f"{op.name}: weights {list(w.shape)} (1HWC)"), _bias(k, op, g, int(w.shape[-1])),
+                  *_quant_arrays(k, op))
+        size = cmsis_dwconv_buffer_size(lw)
+        return Kernel("cmsis/dwconv", {**lw, "scratch_bytes": size}, arrays,
+                      {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}", "scratch": "NULL"},
+                      scratch_bytes=size)
+    if type(op) is ir.FullyConnected:
+        # per-tensor weights (one multiplier and shift): arm_fully_connected_s8; per-channel weights (as the
+        # shipped models have them): arm_fully_connected_per_channel_s8. Neither needs a buffer but on Helium.
+        w = g.t(op.inputs[1])
+        per_tensor = len(set(lw["mult"])) == 1 and len(set(lw["shift"])) == 1
+        arrays: tuple[CArray, ...] = (CArray(f"@w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
+                                             f"{op.name}: weights {list(w.shape)} ([out, in])"),
+                                      _bias(k, op, g, int(w.shape[0])))
+        v = {**lw, "batches": g.t(op.inputs[0]).size // int(lw["in_n"])}
+        if per_tensor:
+            v.update(mult=lw["mult"][0], shift=lw["shift"][0])
+            return Kernel("cmsis/fc", v, arrays, {"weights": f"@w{k}", "bias": f"@b{k}"})
+        return Kernel("cmsis/fc_per_channel", v, arrays + _quant_arrays(k, op),
+                      {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}"})
+    if isinstance(op, ir.MaxPool2D) and _batch1(op, g):  # AvgPool2D too
+        avg = isinstance(op, ir.AvgPool2D)
+        size = 4 * int(lw["in_c"]) if avg else 0  # arm_avgpool_s8_get_buffer_size, DSP build: an int32 per channel
+        return Kernel("cmsis/avgpool" if avg else "cmsis/maxpool", {**lw, "scratch_bytes": size}, (),
+                      {"scratch": "NULL"}, scratch_bytes=size)
+    if type(op) is ir.Softmax:
+        return Kernel("cmsis/softmax", lw)
+    if type(op) in (ir.Add, ir.Mul) and lw["n0"] == lw["n1"] == lw["n2"] == 1 and lw["in1_s3"] == lw["in2_s3"] == 1:
+        # same-shape inputs only (CMSIS-NN's elementwise s8 kernels do not broadcast)
+        arrays, args = [], {}
+        for j, tid in enumerate(op.inputs):
+            if g.t(tid).is_const:
+                args[f"in{j}"] = f"@c{k}_{j}"
+                arrays.append(CArray(f"@c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
+                                     f"{op.name}: constant operand {list(g.t(tid).shape)}"))
+        return Kernel(f"cmsis/{op.kind}", lw, tuple(arrays), args)
+    return None
+
+
+def fallback(g: ir.Graph, kerns: Sequence[Kernel]) -> list[str]:
+    """The ops our kernels run in a kernels="cmsis-nn" build (CMSIS-NN lacks them): "layer (OP)"."""
+    return [f"{op.name} ({op.opcode or op.kind.upper()})" for op, kern in zip(g.ops, kerns, strict=True)
+            if not kern.cmsis]

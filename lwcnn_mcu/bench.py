@@ -469,7 +469,7 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         built = builder.build(bo.name, model, tmp / "fw", dataset=dataset, calib=calib, kernels=kernels)
         c = built.compiled
     else:
-        c = compiler.compile_model(model, dataset=dataset, calib=calib)
+        c = compiler.compile_model(model, dataset=dataset, calib=calib, options=builder.options_for(kernels))
     in_shape = tuple(c.graph.input.shape[1:])
     td = ver.load_test_data(model, dataset, data, labels, samples, in_shape)
     if td.x is None:

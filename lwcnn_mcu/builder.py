@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lwcnn_mcu import __version__, boards, codegen, compiler, protocol
+from lwcnn_mcu import __version__, backend, boards, cmsis_nn, codegen, compiler, protocol
 from lwcnn_mcu.errors import LwcnnError
 
 FIRMWARE_SOURCES = ("board.h", "startup.c", "counters.c", "board_mps2.c", "board_stm32.c", "lw_clock.h",
@@ -179,7 +179,15 @@ def _write(root: Path, files: dict[str, str]) -> None:
         p.write_text(text)
 
 
-KERNELS = ("auto", "portable")
+#: --kernels of build and bench: "lw" (= "auto") our kernels, SIMD where the core has the DSP extension;
+#: "portable" our portable C everywhere; "cmsis-nn" CMSIS-NN's s8 kernels (their DSP path on a DSP core) for the
+#: ops it has and ours (as with "auto") for the rest (backend.Options.kernels)
+KERNELS = ("lw", "auto", "portable", "cmsis-nn")
+
+
+def options_for(kernels: str) -> backend.Options | None:
+    """The backend options of a --kernels choice (None: the defaults)."""
+    return backend.Options(kernels="cmsis-nn") if kernels == "cmsis-nn" else None
 
 
 def buffer_defines(c: compiler.Compiled | Sequence[compiler.Compiled], kernels: str = "auto") -> list[str]:
@@ -203,13 +211,32 @@ def buffer_defines(c: compiler.Compiled | Sequence[compiler.Compiled], kernels: 
 
 def _gcc_build(board: boards.Board, root: Path, gcc: str,
                defines: list[str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Compile and link the firmware with the system toolchain. Generated C that calls CMSIS-NN gets its
+    sources (cmsis_nn.locate), compiled first into cmsis-nn/ with its own flags (its code is not -Wconversion
+    clean; on a core with the DSP extension arm_nn_math_types.h defines ARM_MATH_DSP: its SIMD path)."""
     elf = root / "firmware.elf"
     srcs = sorted(str(p) for p in (root / "src").glob("*.c"))
-    cmd = [gcc, *board.cpu_flags, *CFLAGS, *defines, "-I", str(root / "src"), *srcs, "-T", str(root / "linker.ld"),
-           "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
+    files = {p.name: p.read_text() for p in (root / "src").glob("*_model.c")}
+    steps: list[list[str]] = []
+    inc: list[str] = []
+    objs: list[str] = []
+    if cmsis_nn.needed(files):
+        cm = cmsis_nn.locate()
+        inc = [f"-I{d}" for d in cm.include_dirs]
+        (root / "cmsis-nn").mkdir(exist_ok=True)
+        for src in cm.sources:
+            obj = root / "cmsis-nn" / (src.stem + ".o")
+            steps.append([gcc, *board.cpu_flags, *cmsis_nn.CFLAGS, *inc, "-c", str(src), "-o", str(obj)])
+            objs.append(str(obj))
+    cmd = [gcc, *board.cpu_flags, *CFLAGS, *defines, "-I", str(root / "src"), *inc, *srcs, *objs, "-T",
+           str(root / "linker.ld"), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
            f"-Wl,-Map={root / 'firmware.map'}", "-o", str(elf)]
-    (root / "build.sh").write_text("#!/bin/sh\n# the exact command lwcnn-mcu ran (system toolchain)\n"
-                                   + " ".join(cmd) + "\n")
+    (root / "build.sh").write_text("#!/bin/sh\n# the exact commands lwcnn-mcu ran (system toolchain)\nset -e\n"
+                                   + "".join(" ".join(c) + "\n" for c in steps + [cmd]))
+    for step in steps:
+        r = subprocess.run(step, capture_output=True, text=True)
+        if r.returncode != 0:
+            return r, elf
     return subprocess.run(cmd, capture_output=True, text=True), elf
 
 
@@ -248,14 +275,17 @@ def build(board_name: str, model: str | Sequence[str] = "mnist", out: Path | Non
     if builder not in ("auto", "make", "pio"):
         raise LwcnnError(f"unknown builder '{builder}'; choose auto, make or pio")
     if kernels not in KERNELS:
-        raise LwcnnError(f"unknown --kernels '{kernels}'; choose {' or '.join(KERNELS)}")
+        raise LwcnnError(f"unknown --kernels '{kernels}'; choose one of {', '.join(KERNELS)}")
+    if builder == "pio" and kernels == "cmsis-nn":
+        raise LwcnnError("--kernels cmsis-nn builds with the system toolchain only (the PlatformIO project does not "
+                         "list CMSIS-NN's sources); use --builder make")
     if builder == "auto":
-        builder = "pio" if board.pio_board and pio_ready() else "make"
+        builder = "pio" if board.pio_board and pio_ready() and kernels != "cmsis-nn" else "make"
     gcc = toolchain() if builder == "make" else None
     names = [model] if isinstance(model, str) else list(model)
     if not names:
         raise LwcnnError("give at least one --model")
-    cs = [compiler.compile_model(m, dataset=dataset, calib=calib) for m in names]
+    cs = [compiler.compile_model(m, dataset=dataset, calib=calib, options=options_for(kernels)) for m in names]
     seen: dict[str, str] = {}
     for m, cm in zip(names, cs, strict=True):
         if cm.gen.name in seen:

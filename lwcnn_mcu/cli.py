@@ -51,6 +51,19 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+KernelSetOpt = Annotated[str, typer.Option(
+    "--kernels", help="lw: our kernels; cmsis-nn: CMSIS-NN's s8 kernels for the ops it has (LWCNN_CMSIS_NN names "
+                      "its sources to build with), ours for the rest (the report's \"fallback\")")]
+
+
+def _options(kernels: str) -> Any:
+    from lwcnn_mcu import backend
+
+    if kernels not in backend.KERNEL_SETS:
+        raise LwcnnError(f"unknown --kernels '{kernels}'; choose {' or '.join(backend.KERNEL_SETS)}")
+    return backend.Options(kernels=kernels)
+
+
 @app.command("compile")
 def compile_cmd(model: ModelArg,
                 out: Annotated[Path | None, typer.Option("-o", "--out",
@@ -62,6 +75,7 @@ def compile_cmd(model: ModelArg,
                 name: Annotated[str | None, typer.Option(
                     help="C prefix of every generated file, function and macro (NAME_model.h, NAME_invoke, "
                          "NAME_ARENA_BYTES); default: the model's name as a C identifier")] = None,
+                kernels: KernelSetOpt = "lw",
                 as_json: JsonOpt = False) -> None:
     """Quantize (for .keras), plan memory and emit C into a folder, with report.json and model.tflite."""
     from lwcnn_mcu import compiler, util
@@ -69,10 +83,11 @@ def compile_cmd(model: ModelArg,
     if dataset and calib:
         raise LwcnnError("give either --dataset or --calib, not both")
     console = _out(as_json)
+    options = _options(kernels)
     target = out or Path(f"{Path(model).stem}_c")
     util.check_writable_dir(target)
     with console.status("compiling...", spinner="dots"):
-        c = compiler.compile_model(model, dataset=dataset, calib=calib, name=name)
+        c = compiler.compile_model(model, dataset=dataset, calib=calib, name=name, options=options)
         util.write_dir_atomically(target, c.files())
     r = dict(c.report, out_dir=str(target))
     for w in r["warnings"]:  # e.g. a layer TFLite Micro aborts on
@@ -93,6 +108,10 @@ def compile_cmd(model: ModelArg,
     console.print(t)
     console.print(f"params {r['params']:,} | MACs {r['macs']:,} | weights {r['weights_bytes']:,} B (flash) | "
                   f"arena {r['arena_bytes']:,} B (RAM) | files: {', '.join(sorted(c.files()))}")
+    if kernels == "cmsis-nn":
+        console.print(f"kernels: CMSIS-NN ({', '.join(f for f in r['kernel_functions'] if f.startswith('arm_'))}); "
+                      f"ours for {', '.join(r['fallback']) or 'nothing'}; build with its sources "
+                      "(LWCNN_CMSIS_NN) and include dir")
 
 
 @app.command()
@@ -104,6 +123,7 @@ def verify(model: ModelArg,
            calib: Annotated[str | None, typer.Option(
                help="calibration inputs for a .keras or .onnx model (NCHW for .onnx)")] = None,
            samples: Annotated[int, typer.Option(help="how many inputs to compare")] = 1000,
+           kernels: KernelSetOpt = "lw",
            as_json: JsonOpt = False) -> None:
     """Build the generated C on the host and compare it with TFLite Micro, LiteRT and Keras."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -112,11 +132,12 @@ def verify(model: ModelArg,
 
     if dataset and data:
         raise LwcnnError("give either --dataset or --data, not both")
+    options = _options(kernels)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as prog:
         task = prog.add_task("compiling", total=None)
         r = v.run_verify(model, dataset=dataset, data=data, labels=labels, calib=calib, samples=samples,
-                         progress=lambda s: prog.update(task, description=s))
+                         progress=lambda s: prog.update(task, description=s), options=options)
     ok = v.is_pass(r)
     if as_json:
         _emit_json(r)
@@ -220,8 +241,11 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
 
 
 BoardOpt = Annotated[str, typer.Option("--board", help="a board from `lwcnn-mcu boards`")]
-KernelsOpt = Annotated[str, typer.Option(help="auto: SIMD kernels (SXTB16/SMLAD) on cores with the DSP extension, "
-                                              "else portable C; portable: the portable C kernels everywhere")]
+KernelsOpt = Annotated[str, typer.Option(help="auto (or lw): our SIMD kernels (SXTB16/SMLAD) on cores with the DSP "
+                                              "extension, else portable C; portable: our portable C kernels "
+                                              "everywhere; cmsis-nn: CMSIS-NN's s8 kernels (its DSP path on a DSP "
+                                              "core; LWCNN_CMSIS_NN names its sources) for the ops it has, ours "
+                                              "for the rest")]
 
 
 @app.command()

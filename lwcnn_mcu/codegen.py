@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from lwcnn_mcu import __version__, backend, ir
+from lwcnn_mcu import __version__, backend, cmsis_nn, ir
 from lwcnn_mcu.backend import CArray, Kernel
 from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.planner import MemoryPlan
@@ -58,6 +58,7 @@ class Generated:
     weights_bytes: int
     kernels: list[str]
     name: str = "lwcnn"  # the C prefix: NAME_model.h, NAME_invoke, NAME_ARENA_BYTES
+    needs_cmsis_nn: bool = False  # it calls CMSIS-NN: a build adds its sources and include dir (cmsis_nn.needed)
 
     @property
     def header(self) -> str:
@@ -95,6 +96,8 @@ def _layer(k: int, op: ir.Op, kern: Kernel, g: ir.Graph, plan: MemoryPlan, env: 
     head = f"{k}: {op.name} - {op.opcode or op.kind.upper()}"
     if kern.variant:
         head += f" ({', '.join(kern.variant)})"
+    if kern.cmsis:
+        head += f" (CMSIS-NN {kern.function})"
     io = f"{shapes} -> {_shape(g.t(y))}"
     if op.macs(g):
         io += f", {op.macs(g):,} MACs"
@@ -103,7 +106,8 @@ def _layer(k: int, op: ir.Op, kern: Kernel, g: ir.Graph, plan: MemoryPlan, env: 
     if k in plan.scratch:
         io += f", scratch arena[{plan.scratch[k]}, {plan.scratch[k] + kern.scratch_bytes})"
     layer = {"idx": k, "name": op.name, "kind": kern.kind, "comment": _comment([head, io], 4), "out": plan.expr(y),
-             "out_size": g.t(y).size, "call": "", "fields": list(kern.params.items())}
+             "out_size": g.t(y).size, "call": "", "fields": [] if kern.cmsis else list(kern.params.items()),
+             "cmsis": kern.cmsis}
     if isinstance(op, ir.Reshape) and k not in plan.copies:
         layer["comment"] = _comment([head, f"{io}: the same bytes, nothing to do"], 4)
         return layer
@@ -112,7 +116,8 @@ def _layer(k: int, op: ir.Op, kern: Kernel, g: ir.Graph, plan: MemoryPlan, env: 
         args["scratch"] = f"arena + {plan.scratch[k]}"
     x = [args.get(f"in{j}", "") if g.t(i).is_const else plan.expr(i)
          for j, i in enumerate(op.inputs) if i >= 0 and (not g.t(i).is_const or f"in{j}" in args)]
-    call = env.get_template(f"ops/{kern.kind}.c.j2").render(op=op, p="p", x=x, y=plan.expr(y), c=args).strip()
+    call = env.get_template(f"ops/{kern.kind}.c.j2").render(op=op, p="p", v=kern.params, x=x, y=plan.expr(y),
+                                                             c=args).strip()
     layer["call"] = ("\n" + " " * 8).join(wrap_call(line, 8) for line in call.splitlines())
     return layer
 
@@ -232,10 +237,12 @@ def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: s
     kernels = tuple(dataclasses.replace(kern, args={k: v.replace("@", pre) for k, v in kern.args.items()})
                     for kern in kernels)
     layers = [_layer(k, op, kern, g, plan, env) for k, (op, kern) in enumerate(zip(g.ops, kernels, strict=True))]
-    kinds = list(dict.fromkeys(layer["kind"] for layer in layers if layer["call"]))
+    kinds = list(dict.fromkeys(layer["kind"] for layer in layers if layer["call"] and not layer["cmsis"]))
+    needs_cmsis = any(kern.cmsis for kern in kernels)
     checks = [{"limit": lim, "value": value, "message": f"layer {k}: {why}"}
               for k, kern in enumerate(kernels) for lim, value, why in kern.checks]
-    weights_bytes = sum(a.nbytes for a in arrays) + sum(4 * len(layer["fields"]) for layer in layers if layer["call"])
+    weights_bytes = (sum(a.nbytes for a in arrays) + sum(4 * len(layer["fields"]) for layer in layers if layer["call"])
+                     + sum(backend.CMSIS_STRUCT_BYTES[kern.kind] for kern in kernels if kern.cmsis))
     ctx = {"io": _io_context(g, plan), "g": g, "provenance": prov, "arena_bytes": plan.arena_bytes,
            "in_hwc": g.input.nhwc,
            "input_scale": c_float(g.input.scale), "output_scale": c_float(g.output.scale), "name": name,
@@ -245,6 +252,7 @@ def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: s
         f"{name}_model.h": env.get_template("lwcnn_model.h.j2").render(**ctx),
         f"{name}_model.c": env.get_template("lwcnn_model.c.j2").render(
             **ctx, layers=layers, checks=checks, plan_table=_plan_table(g, plan, kernels),
+            cmsis_include=cmsis_nn.MARKER if needs_cmsis else "",
             inline_kinds=[k for k in kinds if any(kern.inline for kern in kernels if kern.kind == k)]),
         f"{name}_weights.h": env.get_template("lwcnn_weights.h.j2").render(**ctx, arrays=arrays),
         f"{name}_weights.c": env.get_template("lwcnn_weights.c.j2").render(**ctx, arrays=arrays),
@@ -259,4 +267,4 @@ def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: s
     for kind in kinds:
         files[f"lw_{kind}_s8.c"] = (rt / f"lw_{kind}_s8.c").read_text()
     files = {k: (v if v.endswith("\n") else v + "\n") for k, v in files.items()}
-    return Generated(files, arrays, weights_bytes, kinds, name)
+    return Generated(files, arrays, weights_bytes, kinds, name, needs_cmsis)

@@ -125,11 +125,12 @@ def _quantize_onnx(path: Path, dataset: str | None, calib: str | Path | np.ndarr
 def compile_graph(path: Path, g: ir.Graph, buf: bytes, keras_obj: Any | None = None,
                   options: backend.Options | None = None, name: str | None = None) -> Compiled:
     """The pipeline after the frontend: passes, kernels, memory plan, C."""
-    g = passes.run_pipeline(g)
+    g = passes.run_pipeline(g, passes.pipeline_for((options or backend.Options()).kernels))
     kernels = backend.kernels(g, options)
     plan = planner.plan_memory(g, kernels)
     gen = codegen.generate(g, kernels, plan, name or codegen.c_name(g.name))
-    return Compiled(path, g, kernels, plan, gen, buf, keras_obj, make_report(path, g, kernels, plan, gen))
+    kernel_set = (options or backend.Options()).kernels
+    return Compiled(path, g, kernels, plan, gen, buf, keras_obj, make_report(path, g, kernels, plan, gen, kernel_set))
 
 
 def recompile(c: Compiled, options: backend.Options) -> Compiled:
@@ -142,7 +143,9 @@ def recompile(c: Compiled, options: backend.Options) -> Compiled:
 
 
 def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], plan: planner.MemoryPlan,
-                gen: codegen.Generated) -> dict[str, Any]:
+                gen: codegen.Generated, kernel_set: str = "lw") -> dict[str, Any]:
+    """The compile report; ``kernel_set`` is backend.Options.kernels ("cmsis-nn": "fallback" lists the layers our
+    kernels run because CMSIS-NN lacks their op)."""
     layers = []
     for op, kern in zip(g.ops, kernels, strict=True):
         y = g.t(op.outputs[0])
@@ -151,7 +154,7 @@ def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], pl
             "name": op.name,
             "tflite_name": op.tflite_name,
             "op": op.opcode or op.kind.upper(),
-            "kernel": f"lw_{kern.kind}_s8",
+            "kernel": kern.function,
             "variant": list(kern.variant),
             "output_shape": list(y.shape),
             "params": op.params(g),
@@ -175,7 +178,9 @@ def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], pl
         "macs": sum(r["macs"] for r in layers),
         "weights_bytes": gen.weights_bytes,
         "arena_bytes": plan.arena_bytes,
-        "kernels": [f"lw_{k}_s8" for k in gen.kernels],
+        "kernels": kernel_set,
+        "kernel_functions": list(dict.fromkeys(kern.function for kern in kernels)),
+        **({"fallback": backend.fallback(g, kernels)} if kernel_set == "cmsis-nn" else {}),
         "layers": layers,
         "warnings": tflm_warnings(g),
     }

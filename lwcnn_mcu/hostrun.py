@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lwcnn_mcu import codegen
+from lwcnn_mcu import cmsis_nn, codegen
 from lwcnn_mcu.errors import LwcnnError
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wconversion", "-Wno-sign-conversion"]
@@ -66,6 +66,27 @@ class HostModel:
             raise RuntimeError(f"host model run failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
 
 
+def cmsis_objects(cm: cmsis_nn.CmsisNN, cc: str) -> list[Path]:
+    """CMSIS-NN's .c files compiled for the host once (cached by compiler and commit), with its own flags."""
+    key = hashlib.sha256(repr((cc, cmsis_nn.COMMIT, sorted(cmsis_nn.SOURCES.items()), cmsis_nn.CFLAGS)).encode())
+    d = cache_dir() / f"cmsis-nn-{key.hexdigest()[:16]}"
+    objs = [d / (src.stem + ".o") for src in cm.sources]
+    if all(o.is_file() for o in objs):
+        return objs
+    tmp = Path(tempfile.mkdtemp(prefix="cmsis.", dir=cache_dir()))
+    for src in cm.sources:
+        r = subprocess.run([cc, *cmsis_nn.CFLAGS, *(f"-I{i}" for i in cm.include_dirs), "-c", str(src), "-o",
+                            str(tmp / (src.stem + ".o"))], capture_output=True, text=True)
+        if r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"host build of CMSIS-NN {src.name} failed:\n{r.stderr[-4000:]}")
+    try:
+        tmp.rename(d)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return objs
+
+
 def compiler() -> str:
     cc = os.environ.get("CC", "gcc")
     if shutil.which(cc) is None:
@@ -115,7 +136,12 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
     flags = STRICT + [opt, "-DLWCNN_HAVE_HOOKS"] + (SANITIZE + ["-g"] if sanitize else []) \
         + (["-DLW_SIMD_EMULATE"] if simd else [])
     cc = compiler()
-    h = hashlib.sha256(repr((sorted(sources.items()), flags, cc)).encode()).hexdigest()[:24]
+    extra: list[str] = []
+    if cmsis_nn.needed(files):  # kernels="cmsis-nn": CMSIS-NN's portable C (no ARM_MATH_DSP on the host)
+        cm = cmsis_nn.locate()
+        extra = [*(f"-I{d}" for d in cm.include_dirs), *map(str, cmsis_objects(cm, cc))]
+        flags = flags + [f for f in extra if f.startswith("-I")]
+    h = hashlib.sha256(repr((sorted(sources.items()), flags, cc, extra)).encode()).hexdigest()[:24]
     d = cache_dir() / h
     exe = d / "lw_host"
     if not exe.is_file():
@@ -123,7 +149,8 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
         for name, text in sources.items():
             (tmp / name).write_text(text)
         cfiles = sorted(str(tmp / n) for n in sources if n.endswith(".c"))
-        r = subprocess.run([cc, *flags, "-I", str(tmp), *cfiles, "-o", str(tmp / "lw_host")],
+        objs = [e for e in extra if not e.startswith("-I")]
+        r = subprocess.run([cc, *flags, "-I", str(tmp), *cfiles, *objs, "-o", str(tmp / "lw_host")],
                            capture_output=True, text=True)
         if r.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -183,6 +183,12 @@ PIPELINE: tuple[Pass, ...] = (name_layers, fold_constant_reshapes, lower_ops, fu
                               drop_identity_reshapes, prune_tensors)
 
 
+def pipeline_for(kernels: str) -> tuple[Pass, ...]:
+    """The passes for a kernel set (backend.Options.kernels): CMSIS-NN has no fused convolution + pooling, so
+    with "cmsis-nn" the pooling stays a layer of its own (its CONV_2D and MAX/AVERAGE_POOL_2D both go to CMSIS-NN)."""
+    return tuple(p for p in PIPELINE if p is not fuse_pooling) if kernels == "cmsis-nn" else PIPELINE
+
+
 def run_pipeline(g: ir.Graph, pipeline: tuple[Pass, ...] = PIPELINE) -> ir.Graph:
     for p in pipeline:
         g = p(g)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lwcnn_mcu import compiler, datasets, hostrun, ir, reference
+from lwcnn_mcu import backend, compiler, datasets, hostrun, ir, reference
 from lwcnn_mcu.errors import LwcnnError
 from lwcnn_mcu.frontend import keras_model
 
@@ -94,8 +94,10 @@ def first_divergence(c: compiler.Compiled, host: hostrun.HostModel, x: np.ndarra
 
 
 def run_verify(model: str, *, dataset: str | None = None, data: str | None = None, labels: str | None = None,
-               calib: str | None = None, samples: int = 1000, progress: Any = None) -> dict[str, Any]:
-    c = compiler.compile_model(model, dataset=dataset, calib=calib)
+               calib: str | None = None, samples: int = 1000, progress: Any = None,
+               options: backend.Options | None = None) -> dict[str, Any]:
+    """``options``: the backend's (kernels="cmsis-nn": the C calls CMSIS-NN, its portable C on the host)."""
+    c = compiler.compile_model(model, dataset=dataset, calib=calib, options=options)
     g = c.graph
     in_shape = tuple(g.input.shape[1:])
     td = load_test_data(model, dataset, data, labels, samples, in_shape)
@@ -173,6 +175,8 @@ def run_verify(model: str, *, dataset: str | None = None, data: str | None = Non
         "macs": r["macs"],
         "weights_bytes": r["weights_bytes"],
         "arena_bytes": r["arena_bytes"],
+        "kernels": r["kernels"],
+        **({"fallback": r["fallback"]} if "fallback" in r else {}),
         "model_sha256": r["model_sha256"],
         "onnx": r.get("onnx"),  # an .onnx model: opset, layouts, the converter's max |diff| with onnxruntime
     }

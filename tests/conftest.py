@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 if "LWCNN_DATASETS" not in os.environ and SHARED.is_dir():
     os.environ["LWCNN_DATASETS"] = str(SHARED)
+CMSIS_NN_TARBALL = ROOT.parent / "shared" / "third_party" / "CMSIS-NN-99f736a6.tar.gz"
+if "LWCNN_CMSIS_NN" not in os.environ and CMSIS_NN_TARBALL.is_file():
+    os.environ["LWCNN_CMSIS_NN"] = str(CMSIS_NN_TARBALL)  # --kernels cmsis-nn builds with it (tests/test_cmsis_nn.py)
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
 

@@ -46,9 +46,11 @@ def test_runtime_host_and_firmware_sources_are_clang_format_fixed_points():
 @needs_clang_format
 @pytest.mark.parametrize("name", SHIPPED)
 def test_generated_c_is_a_clang_format_fixed_point(name):  # noqa: ANN001
-    """Every file `compile` writes is already in clang-format's layout, on every kernel variant."""
+    """Every file `compile` writes is already in clang-format's layout, on every kernel variant (and with
+    --kernels cmsis-nn: CMSIS-NN's calls)."""
     c = compiler.compile_model(name)
-    for opts in (backend.Options(), backend.Options(**{p: False for p in backend.FAST_PATHS})):
+    for opts in (backend.Options(), backend.Options(**{p: False for p in backend.FAST_PATHS}),
+                 backend.Options(kernels="cmsis-nn")):
         files = _c_files(compiler.recompile(c, opts).gen.files)
         for fname, text in files.items():
             assert _formatted(fname, text) == text, f"{name} {opts}: {fname} is not clang-format clean"
