@@ -169,6 +169,19 @@ def _comment(lines: list[str], indent: int) -> list[str]:
     return out
 
 
+def _plan_note(plan: MemoryPlan) -> list[str]:
+    """The memory plan's headline: the arena beside its lower bound (and why it is above it)."""
+    head = f"Memory plan: {plan.arena_bytes:,} bytes of arena"
+    if plan.peak_op is None:
+        head += "."
+    elif plan.gap_reason is None:
+        head += f", equal to its lower bound (the most bytes alive at once, at layer {plan.peak_op})."
+    else:
+        head += f", {plan.gap_reason}."
+    return _comment([head + ' Offsets are bytes into the arena; "live" is the first and last layer that uses the '
+                     "bytes."], 0)
+
+
 def _plan_table(g: ir.Graph, plan: MemoryPlan, kernels: tuple[Kernel, ...]) -> dict[str, Any]:
     """The memory plan as rows of cells: tensor, shape, bytes, placed at, live."""
     names = {op.outputs[0]: op.name for op in g.ops}
@@ -251,7 +264,7 @@ def generate(g: ir.Graph, kernels: tuple[Kernel, ...], plan: MemoryPlan, name: s
     files = {
         f"{name}_model.h": env.get_template("lwcnn_model.h.j2").render(**ctx),
         f"{name}_model.c": env.get_template("lwcnn_model.c.j2").render(
-            **ctx, layers=layers, checks=checks, plan_table=_plan_table(g, plan, kernels),
+            **ctx, layers=layers, checks=checks, plan_note=_plan_note(plan), plan_table=_plan_table(g, plan, kernels),
             cmsis_include=cmsis_nn.MARKER if needs_cmsis else "",
             inline_kinds=[k for k in kinds if any(kern.inline for kern in kernels if kern.kind == k)]),
         f"{name}_weights.h": env.get_template("lwcnn_weights.h.j2").render(**ctx, arrays=arrays),

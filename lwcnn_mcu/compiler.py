@@ -2,7 +2,7 @@
 
     frontend (.keras -> int8 .tflite -> IR)  ->  passes.PIPELINE  ->  backend (kernels)  ->  planner  ->  codegen
 
-and the report (params, MACs, weights_bytes, arena_bytes, one row per layer).
+and the report (params, MACs, weights_bytes, arena_bytes beside the plan's lower bound, one row per layer).
 """
 
 from __future__ import annotations
@@ -178,6 +178,8 @@ def make_report(path: Path, g: ir.Graph, kernels: tuple[backend.Kernel, ...], pl
         "macs": sum(r["macs"] for r in layers),
         "weights_bytes": gen.weights_bytes,
         "arena_bytes": plan.arena_bytes,
+        "arena_lower_bound": plan.lower_bound,  # the most bytes alive at once: no plan is smaller
+        "arena_gap_reason": plan.gap_reason,  # null when arena_bytes reaches the bound
         "kernels": kernel_set,
         "kernel_functions": list(dict.fromkeys(kern.function for kern in kernels)),
         **({"fallback": backend.fallback(g, kernels)} if kernel_set == "cmsis-nn" else {}),
