@@ -431,13 +431,19 @@ def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
 def _elementwise(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
     """ADD / SUB / MUL / MAXIMUM / MINIMUM: a constant operand (any shape that broadcasts) is an int8
     array in flash, read with the strides of the op's loops."""
+    arrays, args = const_operands(k, op, g)
+    return Kernel(op.kind, _struct(op.kind, op.lowered), arrays, args)
+
+
+def const_operands(k: int, op: ir.Op, g: ir.Graph) -> tuple[tuple[CArray, ...], dict[str, str]]:
+    """The constant operands of an elementwise op as int8 arrays in flash, and the call's arguments for them."""
     arrays, args = [], {}
     for j, tid in enumerate(op.inputs):
         if g.t(tid).is_const:
             args[f"in{j}"] = f"@c{k}_{j}"
             arrays.append(CArray(f"@c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
                                  f"{op.name}: constant operand {list(g.t(tid).shape)}"))
-    return Kernel(op.kind, _struct(op.kind, op.lowered), tuple(arrays), args)
+    return tuple(arrays), args
 
 
 @constants(ir.MaxPool2D, ir.AvgPool2D, ir.Mean, ir.ReduceMax, ir.Concatenation, ir.Pad, ir.Reshape, ir.StridedSlice,
@@ -640,13 +646,8 @@ def cmsis_kernel(k: int, op: ir.Op, g: ir.Graph) -> Kernel | None:
         return Kernel("cmsis/softmax", lw)
     if type(op) in (ir.Add, ir.Mul) and lw["n0"] == lw["n1"] == lw["n2"] == 1 and lw["in1_s3"] == lw["in2_s3"] == 1:
         # same-shape inputs only (CMSIS-NN's elementwise s8 kernels do not broadcast)
-        arrays, args = [], {}
-        for j, tid in enumerate(op.inputs):
-            if g.t(tid).is_const:
-                args[f"in{j}"] = f"@c{k}_{j}"
-                arrays.append(CArray(f"@c{k}_{j}", "int8_t", g.t(tid).data.astype(np.int64).ravel().tolist(),
-                                     f"{op.name}: constant operand {list(g.t(tid).shape)}"))
-        return Kernel(f"cmsis/{op.kind}", lw, tuple(arrays), args)
+        arrays, args = const_operands(k, op, g)
+        return Kernel(f"cmsis/{op.kind}", lw, arrays, args)
     return None
 
 

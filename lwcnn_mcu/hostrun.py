@@ -66,6 +66,24 @@ class HostModel:
             raise RuntimeError(f"host model run failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
 
 
+def _build_into(d: Path, prefix: str, what: str, sources: dict[str, str],
+                commands: list[list[str]]) -> None:
+    """Write ``sources`` into a fresh folder, run each command there (``{tmp}`` in an argument is that folder),
+    then move the folder to ``d`` at once: concurrent builds of the same key never see half a build."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=cache_dir()))
+    for name, text in sources.items():
+        (tmp / name).write_text(text)
+    for cmd in commands:
+        r = subprocess.run([a.replace("{tmp}", str(tmp)) for a in cmd], capture_output=True, text=True)
+        if r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"host build of {what} failed:\n{r.stderr[-4000:]}")
+    try:
+        tmp.rename(d)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def cmsis_objects(cm: cmsis_nn.CmsisNN, cc: str) -> list[Path]:
     """CMSIS-NN's .c files compiled for the host once (cached by compiler and commit), with its own flags."""
     key = hashlib.sha256(repr((cc, cmsis_nn.COMMIT, sorted(cmsis_nn.SOURCES.items()), cmsis_nn.CFLAGS)).encode())
@@ -73,17 +91,8 @@ def cmsis_objects(cm: cmsis_nn.CmsisNN, cc: str) -> list[Path]:
     objs = [d / (src.stem + ".o") for src in cm.sources]
     if all(o.is_file() for o in objs):
         return objs
-    tmp = Path(tempfile.mkdtemp(prefix="cmsis.", dir=cache_dir()))
-    for src in cm.sources:
-        r = subprocess.run([cc, *cmsis_nn.CFLAGS, *(f"-I{i}" for i in cm.include_dirs), "-c", str(src), "-o",
-                            str(tmp / (src.stem + ".o"))], capture_output=True, text=True)
-        if r.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"host build of CMSIS-NN {src.name} failed:\n{r.stderr[-4000:]}")
-    try:
-        tmp.rename(d)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _build_into(d, "cmsis.", "CMSIS-NN", {}, [[cc, *cmsis_nn.CFLAGS, *(f"-I{i}" for i in cm.include_dirs), "-c",
+                                               str(src), "-o", "{tmp}/" + src.stem + ".o"] for src in cm.sources])
     return objs
 
 
@@ -145,20 +154,10 @@ def build_host(files: dict[str, str], *, sanitize: bool = False, opt: str = "-O2
     d = cache_dir() / h
     exe = d / "lw_host"
     if not exe.is_file():
-        tmp = Path(tempfile.mkdtemp(prefix="build.", dir=cache_dir()))
-        for name, text in sources.items():
-            (tmp / name).write_text(text)
-        cfiles = sorted(str(tmp / n) for n in sources if n.endswith(".c"))
+        cfiles = sorted("{tmp}/" + n for n in sources if n.endswith(".c"))
         objs = [e for e in extra if not e.startswith("-I")]
-        r = subprocess.run([cc, *flags, "-I", str(tmp), *cfiles, *objs, "-o", str(tmp / "lw_host")],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"host build of the generated C failed:\n{r.stderr[-4000:]}")
-        try:
-            tmp.rename(d)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _build_into(d, "build.", "the generated C", sources,
+                    [[cc, *flags, "-I", "{tmp}", *cfiles, *objs, "-o", "{tmp}/lw_host"]])
     model_h = files[header]
 
     def macro(name: str) -> int:
