@@ -48,7 +48,7 @@ static uint8_t reply[LW_REPLY_MAX];
 static int8_t input[LW_MODEL_MAX_INPUT];
 static int8_t output[LW_MODEL_MAX_OUTPUT];
 static int have_input; /* input[] was run by INFER and output[] holds its output */
-static uint32_t staged;  /* bytes of input[] staged by INPUT chunks (or one INFER), from 0 without a gap */
+static uint32_t staged; /* bytes of input[] staged by INPUT chunks (or one INFER), from 0 without a gap */
 static const lw_model_t *model = &lw_models[0]; /* the model INFER, TIME and LAYERS run (SELECT) */
 
 static void put_str(const char *s)
@@ -159,8 +159,7 @@ static void handle(void)
         send_info(LW_MSG_INFO_OK, seq);
         break;
     case LW_MSG_INPUT: { /* u32 offset, then bytes: staged straight into the model's input */
-        const uint8_t err = lw_proto_stage((uint8_t *)input, (uint32_t)model->input_size, &staged, rx.payload,
-                                           rx.len);
+        const uint8_t err = lw_proto_stage((uint8_t *)input, (uint32_t)model->input_size, &staged, rx.payload, rx.len);
         if (err != 0u) {
             send_error(seq, err, rx.type);
             break;
