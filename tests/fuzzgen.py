@@ -288,12 +288,13 @@ def export_tflite(model: Any, kind: str, calib: np.ndarray) -> bytes:
 def check(spec: dict[str, Any], n_inputs: int = 12, simd: bool = True) -> dict[str, Any]:
     """Build, quantize, compile and compare one spec. Never raises: the outcome is in ``result``
     (match, mismatch, refused - an LwcnnError - or error)."""
-    from lwcnn_mcu import compiler, hostrun, reference, verify
     from lwcnn_mcu.errors import LwcnnError
 
     t0 = time.time()
     out: dict[str, Any] = {"spec": spec}
     try:
+        from lwcnn_mcu import compiler, hostrun, reference, verify
+
         model = build(spec)
         rng = np.random.default_rng(spec["seed"])
         calib = rng.normal(0, 1, (24,) + tuple(spec["input"])).astype(np.float32)
