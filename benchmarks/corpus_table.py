@@ -31,6 +31,7 @@ OUT = ROOT / "benchmarks" / "results"
 
 def measure(name: str, export: str, board: str, tmp: Path) -> dict[str, Any]:
     from lwcnn_mcu import bench, compiler, hostrun, reference, verify
+    from lwcnn_mcu.errors import LwcnnError
     from tests import corpus
 
     model = corpus.CORPUS[name]()
@@ -54,15 +55,26 @@ def measure(name: str, export: str, board: str, tmp: Path) -> dict[str, Any]:
         row["tflm_arena_error"] = exc.message
     cwd = os.getcwd()
     os.chdir(tmp)
+    row.update(board=board, agree_with_host=None, instructions=None, instructions_per_mac=None, est_cycles=None,
+               est_cycles_per_mac=None)
     try:
         r = bench.run_bench(board=board, port=None, model=str(path), dataset=None, data=None, labels=None,
                             samples=1, layers=False, device_timeout=120.0, cycles=True)
+    except LwcnnError as exc:  # e.g. more flash than the board has: the row says so, the run goes on
+        row["board_error"] = exc.message
+        return row
     finally:
         os.chdir(cwd)
-    row.update(board=board, agree_with_host=r["agree_with_host"] == r["samples"],
-               instructions=r["instructions"]["median"], instructions_per_mac=r["instructions_per_mac"],
-               est_cycles=r.get("est_cycles"), est_cycles_per_mac=r.get("est_cycles_per_mac"))
+    row.update(agree_with_host=r["agree_with_host"] == r["samples"], instructions=r["instructions"]["median"],
+               instructions_per_mac=r["instructions_per_mac"], est_cycles=r.get("est_cycles"),
+               est_cycles_per_mac=r.get("est_cycles_per_mac"))
     return row
+
+
+def _board_cell(r: dict[str, Any]) -> str:
+    if r.get("board_error"):
+        return "does not fit: " + r["board_error"].split(": ", 1)[-1].split(";")[0]
+    return "yes" if r["agree_with_host"] else "NO"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -76,7 +88,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         tflm = f"{num(r.get('tflm_arena_total'))} / {num(r.get('tflm_arena_head'))}"
         lines.append(f"| {r['model']} | {r['family']} | {num(r['params'])} | {num(r['macs'])} | "
                      f"{num(r['arena_bytes'])} | {tflm} | {'yes' if r['c_equals_tflm'] else 'NO'} | "
-                     f"{'yes' if r['agree_with_host'] else 'NO'} | {num(r['instructions'])} | "
+                     f"{_board_cell(r)} | {num(r['instructions'])} | "
                      f"{num(r['instructions_per_mac'])} | {num(r['est_cycles'])} | {num(r['est_cycles_per_mac'])} |")
     return "\n".join(lines) + "\n"
 
