@@ -78,7 +78,8 @@ def test_corpus_bitexact_with_tflm(name: str, export: str, corpus_tflite: Callab
     c = compiler.compile_model(str(corpus_tflite(name, export)))
     x = verify.model_inputs(c.graph, verify.TestData(None, None, "random"), N_INPUTS)  # the model's own type
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
-    for flags in ({}, {"simd": True}):
+    # the SIMD build on lwcnn-mcu's own export; the converter's exports share its kernels and layouts
+    for flags in ({}, {"simd": True})[:2 if export == "int8_io" else 1]:
         got = hostrun.build_host(c.gen.files, io=True, **flags).run(x)
         assert got.dtype == expect.dtype and got.shape == expect.shape
         bad = int((got.view(np.uint8) != expect.view(np.uint8)).sum())
