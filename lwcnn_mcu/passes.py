@@ -11,15 +11,25 @@ import dataclasses
 import re
 from collections.abc import Callable
 
-from lwcnn_mcu import backend, ir
+from lwcnn_mcu import backend, ir, quant
+from lwcnn_mcu.errors import LwcnnError
 
 Pass = Callable[[ir.Graph], ir.Graph]
 
 
 def lower_ops(g: ir.Graph) -> ir.Graph:
     """Compute every op's fixed-point constants (multipliers, shifts, offsets, clamps, pads)."""
-    return g.replace(ops=tuple(op.lower(g) for op in g.ops), edge_in=g.edge_in.lower(g) if g.edge_in else None,
+    return g.replace(ops=tuple(_lower(op, g) for op in g.ops), edge_in=g.edge_in.lower(g) if g.edge_in else None,
                      edge_out=g.edge_out.lower(g) if g.edge_out else None)
+
+
+def _lower(op: ir.Op, g: ir.Graph) -> ir.Op:
+    try:
+        return op.lower(g)
+    except quant.MultiplierRangeError as exc:
+        raise LwcnnError(f"op {op.tflite_name or op.name} ({op.opcode or op.kind}): {exc}, a quantization TFLite "
+                         "Micro refuses (its check aborts the interpreter): the calibration data gave the op's output "
+                         "(almost) no range. Calibrate with data that exercises the model, or train it") from None
 
 
 def fold_constant_reshapes(g: ir.Graph) -> ir.Graph:

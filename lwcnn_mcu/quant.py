@@ -34,17 +34,22 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return int(q_fixed), int(shift)
 
 
+class MultiplierRangeError(ValueError):
+    """A real multiplier outside the range TFLite (Micro) accepts for it: its TFLITE_CHECK then aborts the
+    interpreter. The compiler turns it into a clear refusal naming the op (passes.lower_ops)."""
+
+
 def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
     m, s = quantize_multiplier(real)
     if s > 0:
-        raise ValueError(f"multiplier {real} is not smaller than one")
+        raise MultiplierRangeError(f"multiplier {real:.4g} is not smaller than one")
     return m, s
 
 
 def quantize_multiplier_greater_than_one(real: float) -> tuple[int, int]:
     m, s = quantize_multiplier(real)
     if s < 0:
-        raise ValueError(f"multiplier {real} is not greater than one")
+        raise MultiplierRangeError(f"multiplier {real:.4g} is not greater than one")
     return m, s
 
 

@@ -31,3 +31,24 @@ def test_generator_covers_every_layer_kind():
                                                                                           database=None))
     for io in fuzzgen.IO_KINDS:
         find(fuzzgen.graphs(), lambda s, io=io: s["io"] == io, settings=settings(database=None))
+
+
+#: What the campaigns (benchmarks/fuzz.py) found, each kept as a case: the spec and what must happen now.
+FOUND = [
+    # round 33 of the first 1,000-model campaign: an ADD (hard_sigmoid's +3) whose output scale calibration made
+    # 7.8e-9: its output multiplier is above one, TFLite Micro aborts on it; compile raised an internal
+    # ValueError (exit 3) and must refuse the model clearly instead
+    ({"io": "int8_dyn", "seed": 129680, "input": [22, 4], "head": "gap1d", "units": 10, "layers": [
+        {"kind": "conv1d", "kernel": 3, "stride": 2, "padding": "same", "act": "hard_sigmoid", "filters": 7},
+        {"kind": "conv1d", "kernel": 2, "stride": 2, "padding": "same", "act": "relu", "filters": 1},
+        {"kind": "conv1d", "kernel": 1, "stride": 1, "padding": "causal", "act": "linear", "filters": 2},
+        {"kind": "conv1d", "kernel": 2, "stride": 2, "padding": "same", "act": "tanh", "filters": 4}]},
+     "refused", "TFLite Micro refuses"),
+]
+
+
+def test_campaign_findings():
+    for spec, result, words in FOUND:
+        r = fuzzgen.check(spec)
+        assert r["result"] == result, r
+        assert words in r.get("error", ""), r
