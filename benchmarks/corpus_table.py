@@ -79,6 +79,8 @@ def _board_cell(r: dict[str, Any]) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     def num(v: Any) -> str:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
         return "n/a" if v is None else (f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
 
     lines = ["| model | family | params | MACs | arena B | TFLite Micro arena B (total / activations) | "
