@@ -69,8 +69,8 @@ def test_pipelined_loads_need_an_independent_address():
     assert not cycles._pipelined(cycles.price(0, 2, "adds", "r0, #1"), first)
 
 
-# A bare-metal image for mps2-an386: reset calls `kernel` once, then spins (the estimator stops QEMU).
-HAND_LOOP = """
+#: The vector table and reset label every hand-written image starts with.
+VECTORS = """
     .syntax unified
     .cpu cortex-m4
     .thumb
@@ -80,7 +80,10 @@ HAND_LOOP = """
     .thumb_func
     .global reset
 reset:
-    ldr r3, =data
+"""
+
+# A bare-metal image for mps2-an386: reset calls `kernel` once, then spins (the estimator stops QEMU).
+HAND_LOOP = VECTORS + """    ldr r3, =data
     bl kernel
 1:  b 1b
 
@@ -221,17 +224,7 @@ def test_mnist_layers_agree_with_the_firmware_layer_hooks(mnist_fw):  # noqa: AN
         assert abs(est[k] - n) <= tick + 24, (k, est[k], n)
 
 
-MMIO_READ = """
-    .syntax unified
-    .cpu cortex-m4
-    .thumb
-    .text
-    .word 0x20001000
-    .word reset
-    .thumb_func
-    .global reset
-reset:
-    bl kernel
+MMIO_READ = VECTORS + """    bl kernel
 1:  b 1b
 
     .thumb_func

@@ -73,19 +73,25 @@ class HostFirmware:
         return err.decode(errors="replace")
 
 
-@pytest.mark.parametrize("layers", [300, 600, 5])
-def test_layers_reply_never_overflows_and_is_read_in_chunks(layers, tmp_path):  # noqa: ANN001
-    exe = build_host_firmware(tmp_path, layers)
-    fw = HostFirmware(exe)
+def under_sanitizers(fw, talk, *args) -> None:  # noqa: ANN001
+    """Run the exchange, then check the firmware's sanitizer output before any failure of the exchange: the
+    sanitizer's words say why the link died."""
     failure: BaseException | None = None
     try:
-        talk_to(fw, layers)
-    except Exception as exc:  # report the sanitizer's words first: they say why the link died
+        talk(*args)
+    except Exception as exc:
         failure = exc
     asan = fw.close()
     assert "AddressSanitizer" not in asan and "runtime error" not in asan, asan
     if failure is not None:
         raise failure
+
+
+@pytest.mark.parametrize("layers", [300, 600, 5])
+def test_layers_reply_never_overflows_and_is_read_in_chunks(layers, tmp_path):  # noqa: ANN001
+    exe = build_host_firmware(tmp_path, layers)
+    fw = HostFirmware(exe)
+    under_sanitizers(fw, talk_to, fw, layers)
 
 
 def talk_to(fw: HostFirmware, layers: int) -> None:
@@ -132,15 +138,7 @@ def test_input_and_output_larger_than_a_frame_go_in_chunks(tmp_path):  # noqa: A
     n_in, n_out = 3000, 2500
     exe = build_host_firmware(tmp_path, 5, n_in, n_out)
     fw = HostFirmware(exe)
-    failure: BaseException | None = None
-    try:
-        chunked_exchanges(fw, n_in, n_out)
-    except Exception as exc:  # report the sanitizer's words first: they say why the link died
-        failure = exc
-    asan = fw.close()
-    assert "AddressSanitizer" not in asan and "runtime error" not in asan, asan
-    if failure is not None:
-        raise failure
+    under_sanitizers(fw, chunked_exchanges, fw, n_in, n_out)
 
 
 def chunked_exchanges(fw: HostFirmware, n_in: int, n_out: int) -> None:
