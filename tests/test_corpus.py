@@ -1,10 +1,9 @@
 """The "models from elsewhere" corpus (tests/corpus.py) x its three exports: each .tflite compiled as
 ``lwcnn-mcu compile X.tflite`` compiles it, run as host C and compared byte for byte with TFLite Micro.
 
-Cases that cannot pass yet are ``xfail(strict=True, raises=LwcnnError)``, driven by ``XFAIL`` alone: when
-an op lands, delete its entries (a case that then passes while still listed fails the run, and one that
-fails in any other way than the compiler's refusal fails it too). benchmarks/corpus_ops.py writes the
-inventory these entries come from (benchmarks/results/corpus-ops.json).
+The cases TFLite Micro itself cannot run (``REFUSED``) are not compared: a test of their own checks that
+TFLite Micro really fails on them and that the compiler refuses them with the reason. benchmarks/corpus_ops.py
+writes the op inventory of every case (benchmarks/results/corpus-ops.json).
 
 Each case runs on the model's own I/O types (the float32 entry point `NAME_invoke_float` for a
 converter_default export, every float compared as a bit pattern). One model of each family also runs on the
@@ -32,7 +31,7 @@ N_CALIB = 16
 # compiler's clear refusal while any of its three keys is here; the reasons are joined).
 _TILE = ("TILE: Keras 3 writes UpSampling2D as RESHAPE + TILE and TFLite Micro has no TILE kernel, so nothing can be "
          "held to it; the .keras path (int8_io) quantizes UpSampling as RESIZE_NEAREST_NEIGHBOR")
-XFAIL: dict[str, str] = {"unet_small/converter_default": _TILE, "unet_small/mlperf_int8": _TILE}
+REFUSED: dict[str, str] = {"unet_small/converter_default": _TILE, "unet_small/mlperf_int8": _TILE}
 
 
 #: The two MobileNetV3Large variants (4.2M and 2.6M parameters, 40M MACs) in lwcnn-mcu's own export only: the
@@ -45,18 +44,17 @@ def _cases() -> list[object]:
     out = []
     for name in corpus.CORPUS:
         for export in corpus.EXPORTS[:1] if name in ONE_EXPORT else corpus.EXPORTS:
-            reasons = [XFAIL[k] for k in (name, export, f"{name}/{export}") if k in XFAIL]
-            marks = [pytest.mark.xfail(strict=True, raises=LwcnnError, reason="; ".join(reasons))] if reasons else []
-            out.append(pytest.param(name, export, marks=marks, id=f"{name}-{export}"))
+            if f"{name}/{export}" not in REFUSED:
+                out.append(pytest.param(name, export, id=f"{name}-{export}"))
     return out
 
 
 def test_registry() -> None:
-    """Every model has a family and an input range, every family is used, every XFAIL key names a case."""
+    """Every model has a family and an input range, every family is used, every REFUSED key names a case."""
     assert set(corpus.FAMILY) == set(corpus.CORPUS) == set(corpus.INPUT_RANGE)
     assert set(corpus.FAMILY.values()) == set(corpus.FAMILIES)
     keys = set(corpus.CORPUS) | set(corpus.EXPORTS) | {f"{n}/{e}" for n in corpus.CORPUS for e in corpus.EXPORTS}
-    assert not set(XFAIL) - keys, f"XFAIL keys that name no model, export or case: {sorted(set(XFAIL) - keys)}"
+    assert not set(REFUSED) - keys, f"REFUSED keys that name no case: {sorted(set(REFUSED) - keys)}"
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +110,16 @@ def test_corpus_family_on_qemu_m4(family: str, corpus_tflite: Callable[[str, str
                         labels=None, samples=2, layers=False, device_timeout=60.0)
     assert r["agree_with_host"] == r["samples"] == 2, r
     assert r["instructions"]["median"] > 0
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_tflm_cannot_run_them_and_compile_says_why(case: str, corpus_tflite: Callable[[str, str], Path]) -> None:
+    """TFLite Micro really cannot run the file (so there is nothing to hold the C to), and compile says why."""
+    name, export = case.split("/")
+    path = corpus_tflite(name, export)
+    shape = (1, *corpus.CORPUS[name]().inputs[0].shape[1:])
+    with pytest.raises(reference.ReferenceFailed, match="TILE"):
+        reference.tflm_run(path.read_bytes(), np.zeros(shape, np.int8 if export != "converter_default" else np.float32),
+                           shape)
+    with pytest.raises(LwcnnError, match="TFLite Micro has no TILE kernel"):
+        compiler.compile_model(str(path))
