@@ -220,7 +220,8 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           seed: Annotated[int, typer.Option(help="random seed")] = 0,
           quick: Annotated[bool, typer.Option(help="seconds-long run on a data subset (for tests)")] = False,
           unify: Annotated[str, typer.Option(
-              help="how stage 1's two branches become one: average|augmented|original|best")] = "best",
+              help="how stage 1's two branches become one: best (highest validation accuracy), original, "
+                   "augmented, average, mix0.25, mix0.75, swa, average-raw")] = "best",
           epochs: Annotated[int | None, typer.Option(help="stage-1 epochs (default per dataset)")] = None,
           schedule: Annotated[str | None, typer.Option(
               help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
@@ -230,12 +231,15 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           recipe: Annotated[str, typer.Option(
               help="default (= shipped: the recipe of the shipped model) or fast (mnist: 15 epochs at "
                    "batch 512, accuracy not yet confirmed)")] = "default",
+          sync_every: Annotated[int | None, typer.Option(
+              help="stage 1: set both branches to their mean every N epochs (0: independent branches, the "
+                   "paper's method; default per recipe)")] = None,
           as_json: JsonOpt = False) -> None:
     """Two-stage training: dual-input-output model, then progressive unfreezing."""
     from lwcnn_mcu import training
 
     card = training.train(dataset, out=out, seed=seed, quick=quick, unify=unify, epochs=epochs,
-                          schedule=schedule, arch=arch, recipe=recipe, console=_out(as_json))
+                          schedule=schedule, arch=arch, recipe=recipe, console=_out(as_json), sync_every=sync_every)
     if as_json:
         _emit_json(card)
 

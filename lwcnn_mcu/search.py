@@ -447,6 +447,7 @@ def start_cluster(scheduler: str | None, workers: int | None) -> Cluster:
         raise LwcnnError(f"--workers must be at least 1 (got {n})")
     threads = max(1, cores // n)
     env = {"LWCNN_TRIAL_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),  # training.configure_threads
            "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads)}
     with dask.config.set({"distributed.scheduler.allowed-failures": 2,
                           "distributed.worker.daemon": False}):

@@ -20,6 +20,7 @@ model worse on held-out data; the model card records which step won.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -31,7 +32,19 @@ import numpy as np
 from lwcnn_mcu import datasets
 from lwcnn_mcu.errors import LwcnnError
 
-UNIFY = ("average", "augmented", "original", "best")
+# How stage 1's two branches become one model (`train --unify`). "best" takes the strategy with the highest
+# validation accuracy. Every weight-space strategy re-estimates the batch-norm statistics afterwards on
+# training images (`reestimate_bn`): an average of two networks is a new network whose activations no
+# longer have the statistics either branch measured ("average-raw" keeps the averaged statistics, for
+# the record: what `average` was before).
+#   original / augmented   one branch as it is
+#   average                the element-wise mean of both branches' weights
+#   mix0.25 / mix0.75      interpolations, 25% / 75% of the way from the original to the augmented branch
+#   swa                    the mean of both branches over the checkpoints of the last third of stage 1's
+#                          epochs (stochastic weight averaging over two branches)
+STRATEGIES = ("original", "augmented", "average", "mix0.25", "mix0.75", "swa", "average-raw")
+UNIFY = ("best", *STRATEGIES)
+BN_IMAGES = 10_000  # training images that re-estimate the batch-norm statistics of a unified model
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,7 @@ class Recipe:
     schedule: tuple[tuple[int, int, float], ...]  # (groups to unfreeze, epochs, learning rate)
     aug: tuple[float, float, float, float]  # rotation (fraction of 2pi), zoom, translation, brightness
     stage2_augment: bool = True  # fine-tune on (mildly) augmented images
+    sync_every: int = 0  # stage 1: set both branches to their mean every N epochs (0: independent branches)
 
 
 RECIPES: dict[str, Recipe] = {  # the defaults: the recipes the shipped models were trained with
@@ -192,16 +206,72 @@ def build_dual(backbone_fn: Any, aug: Any) -> tuple[Any, Any, Any]:
     return dual, orig, augb
 
 
-def unify_branches(orig: Any, augb: Any, strategy: str, backbone_fn: Any) -> Any:
+Weights = list[np.ndarray]
+
+
+def _mix(a: Weights, b: Weights, t: float) -> Weights:
+    """(1 - t) a + t b, weight by weight."""
+    return [((1.0 - t) * x + t * y).astype(x.dtype) for x, y in zip(a, b, strict=True)]
+
+
+def _mean(ws: list[Weights]) -> Weights:
+    return [(sum(w[i].astype(np.float64) for w in ws) / len(ws)).astype(ws[0][i].dtype) for i in range(len(ws[0]))]
+
+
+def reestimate_bn(model: Any, x: np.ndarray, batch: int = 500) -> Any:
+    """Replace every batch-norm layer's moving mean and variance by the exact average, over the images
+    ``x``, of the statistics it measures in training mode (the cumulative average of the batch means and
+    variances, as SWA's BN update does). Only batch-norm state changes; dropout sits after the last
+    batch-norm layer, so it cannot bias them."""
+    keras = _keras()
+    bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    if not bns or len(x) == 0:
+        return model
+    saved = [la.momentum for la in bns]
+    try:
+        for k, i in enumerate(range(0, len(x), batch)):
+            for la in bns:  # moving <- moving * m + batch * (1 - m): m = k/(k+1) keeps a running mean
+                la.momentum = k / (k + 1)
+            model(x[i:i + batch], training=True)
+    finally:
+        for la, m in zip(bns, saved, strict=True):
+            la.momentum = m
+    return model
+
+
+@dataclass
+class Branches:
+    """What stage 1 leaves: the two trained branches and both branches' weights after each epoch."""
+
+    orig: Any
+    augb: Any
+    history: dict[str, list[float]]
+    checkpoints: list[tuple[Weights, Weights]]  # (original, augmented) after epoch 1, 2, ...
+
+
+def unify_weights(br: Branches, strategy: str) -> Weights:
+    o, a = br.orig.get_weights(), br.augb.get_weights()
+    if strategy == "original":
+        return o
+    if strategy == "augmented":
+        return a
+    if strategy in ("average", "average-raw"):
+        return _mix(o, a, 0.5)
+    if strategy.startswith("mix"):
+        return _mix(o, a, float(strategy[3:]))
+    if strategy == "swa":
+        tail = br.checkpoints[-max(1, len(br.checkpoints) // 3):] or [(o, a)]
+        return _mean([w for pair in tail for w in pair])
+    raise LwcnnError(f"unknown unification strategy '{strategy}'; choose one of {', '.join(UNIFY)}")
+
+
+def unify_branches(br: Branches, strategy: str, backbone_fn: Any, x_bn: np.ndarray | None = None) -> Any:
+    """One model from the two branches; weight-space strategies get their batch-norm statistics
+    re-estimated on ``x_bn`` (training images) when it is given."""
     m = backbone_fn("unified")
-    if strategy == "average":
-        m.set_weights([(a + b) / 2 for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True)])
-    elif strategy == "augmented":
-        m.set_weights(augb.get_weights())
-    elif strategy == "original":
-        m.set_weights(orig.get_weights())
-    else:
-        raise LwcnnError(f"unknown unification strategy '{strategy}'; choose one of {', '.join(UNIFY)}")
+    m.set_weights(unify_weights(br, strategy))
+    if strategy not in ("original", "augmented", "average-raw") and x_bn is not None:
+        reestimate_bn(m, x_bn)
     return m
 
 
@@ -260,6 +330,30 @@ class Split:
         return s
 
 
+def configure_threads() -> None:
+    """TensorFlow set up for training speed, before it starts: oneDNN's CPU kernels on (the compiler keeps
+    them off elsewhere; the int8 models it writes are the same bytes either way, checked on the shipped
+    models), and thread pools for the dual model, whose two branches are independent: two inter-op
+    threads run them side by side, each with half the cores for its own ops. Profiled on this 2-core
+    machine, a stage-1 epoch of lw14kv at batch 512 on 55,000 images: 20-22 s with oneDNN, 1 intra-op
+    and 2 inter-op threads; 42 s (and up to 83 s) without oneDNN, whatever the pools; 21-42 s with
+    oneDNN and TensorFlow's default pools (2 and 2, which oversubscribe two cores). A user's own
+    TF_ENABLE_ONEDNN_OPTS wins; the pools are left alone when a search or ablation worker has sized them
+    (LWCNN_TRIAL_THREADS) or TensorFlow has already started in this process."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if os.environ.get("LWCNN_TRIAL_THREADS"):
+        return
+    _keras()
+    import tensorflow as tf
+
+    cores = os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // 2))
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:  # the runtime is already initialized in this process: keep its pools
+        pass
+
+
 def seed_everything(seed: int) -> None:
     keras = _keras()
     import tensorflow as tf
@@ -289,26 +383,46 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> flo
 
 
 def stage1(split: Split, backbone_fn: Any, recipe: Recipe, epochs: int, batch: int, seed: int, verbose: int,
-           backup: Path | None = None) -> tuple[Any, Any, dict[str, list[float]]]:
-    """Train the dual-input-output model; return its two branches and the history."""
+           backup: Path | None = None) -> Branches:
+    """Train the dual-input-output model; return its two branches, the history and per-epoch weights.
+    With ``recipe.sync_every`` N, both branches are set to their mean after every N epochs (averaging
+    earlier checkpoints of the two branches, so that they stay close enough for their final mean to be
+    a good model; each branch keeps its own optimizer state)."""
     keras = _keras()
     dual, orig, augb = build_dual(backbone_fn, augmenter(recipe.aug, seed))
     dual.compile(optimizer=_cosine_adam(recipe.lr, epochs, len(split.x_tr), batch),
                  loss=["sparse_categorical_crossentropy"] * 2, metrics=[["accuracy"], ["accuracy"]])
-    callbacks = [keras.callbacks.BackupAndRestore(str(backup))] if backup is not None else []
+    ckpts: list[tuple[Weights, Weights]] = []
+
+    def sync(epoch: int, _logs: Any) -> None:  # local SGD with two workers, one per kind of image
+        if recipe.sync_every and (epoch + 1) % recipe.sync_every == 0:
+            w = _mix(orig.get_weights(), augb.get_weights(), 0.5)
+            orig.set_weights(w)
+            augb.set_weights(w)
+
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda _e, _l: ckpts.append((orig.get_weights(),
+                                                                                    augb.get_weights())))
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=sync), keep]
+    if backup is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))
     h = dual.fit([split.x_tr, split.x_tr], [split.y_tr, split.y_tr], batch_size=batch, epochs=epochs,
                  callbacks=callbacks, validation_data=([split.x_val, split.x_val], [split.y_val, split.y_val]),
                  verbose=verbose, shuffle=True)
-    return orig, augb, _hist(h)
+    return Branches(orig, augb, _hist(h), ckpts)
 
 
-def select_unified(orig: Any, augb: Any, strategy: str, backbone_fn: Any,
+def bn_images(split: Split, n: int = BN_IMAGES) -> np.ndarray:
+    return split.x_tr[:n]
+
+
+def select_unified(br: Branches, strategy: str, backbone_fn: Any,
                    split: Split) -> tuple[Any, str, dict[str, float]]:
-    """Unify the branches; with 'best', the strategy with the highest validation accuracy."""
-    candidates = {s: evaluate(unify_branches(orig, augb, s, backbone_fn), split.x_val, split.y_val)
-                  for s in ("average", "augmented", "original")}
+    """Unify the branches; with 'best', the strategy with the highest validation accuracy (every
+    strategy is scored on the validation split either way, for the model card)."""
+    xb = bn_images(split)
+    candidates = {s: evaluate(unify_branches(br, s, backbone_fn, xb), split.x_val, split.y_val) for s in STRATEGIES}
     chosen = max(candidates, key=lambda k: candidates[k]) if strategy == "best" else strategy
-    return unify_branches(orig, augb, chosen, backbone_fn), chosen, candidates
+    return unify_branches(br, chosen, backbone_fn, xb), chosen, candidates
 
 
 def stage2(model: Any, split: Split, sched: tuple[tuple[int, int, float], ...], batch: int, verbose: int,
@@ -360,7 +474,8 @@ def train_plain(split: Split, backbone_fn: Any, recipe: Recipe, epochs: int, bat
 def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify: str = "best",
           epochs: int | None = None, schedule: str | None = None, console: Any = None,
           arch: str | None = None, recipe: str | Recipe = "default",
-          train_images: int | None = None, verbose: int | None = None) -> dict[str, Any]:
+          train_images: int | None = None, verbose: int | None = None,
+          sync_every: int | None = None) -> dict[str, Any]:
     """Run both stages; save the .keras, its model card (JSON, Markdown) and training curves (PNG).
     ``recipe="shipped"`` trains with the recipe of the dataset's shipped model instead of the default; a
     ``Recipe`` is used as it is (the model search's trials)."""
@@ -376,6 +491,13 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
 
     util.check_writable_dir(out.parent if str(out.parent) else Path("."))
     rec = recipe if isinstance(recipe, Recipe) else recipe_for(dataset, recipe)
+    if sync_every is not None:
+        if sync_every < 0:
+            raise LwcnnError(f"--sync-every must be 0 (independent branches) or a number of epochs (got {sync_every})")
+        from dataclasses import replace
+
+        rec = replace(rec, sync_every=sync_every)
+    configure_threads()
     sched = parse_schedule(schedule) if schedule else rec.schedule
     e1 = epochs if epochs is not None else rec.stage1_epochs
     seed_everything(seed)
@@ -395,10 +517,10 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
         return build_backbone(a, shape, name=name)
 
     say(f"stage 1: dual-input-output model ({a}, 2 x {backbone_fn('probe').count_params():,} params), {e1} epochs")
-    orig, augb, h1 = stage1(split, backbone_fn, rec, e1, batch, seed, verbose,
-                            None if quick else out.with_suffix(".stage1-backup"))
+    br = stage1(split, backbone_fn, rec, e1, batch, seed, verbose, None if quick else out.with_suffix(".stage1-backup"))
+    h1 = br.history
     t1 = time.time()
-    model, chosen, candidates = select_unified(orig, augb, unify, backbone_fn, split)
+    model, chosen, candidates = select_unified(br, unify, backbone_fn, split)
     say("unification (validation accuracy): " + ", ".join(f"{k} {v:.4f}" for k, v in candidates.items())
         + f" -> {chosen}")
     tu = time.time()
@@ -406,8 +528,8 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
                                      augmenter(rec.aug, seed + 10) if rec.stage2_augment else None)
     t2 = time.time()
     test_acc = evaluate(model, split.x_te, split.y_te)
-    stage1_test = {s: evaluate(unify_branches(orig, augb, s, backbone_fn), split.x_te, split.y_te)
-                   for s in ("average", "augmented", "original")}
+    stage1_test = {s: evaluate(unify_branches(br, s, backbone_fn, bn_images(split)), split.x_te, split.y_te)
+                   for s in STRATEGIES}
     model.save(out)
     times = {"stage1_s": round(t1 - t0, 1), "unify_s": round(tu - t1, 1), "stage2_s": round(t2 - tu, 1),
              "float_test_s": round(time.time() - t2, 1)}
@@ -415,7 +537,8 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
                        h1, h2, times, split.x_tr, split.x_te, split.y_te,
                        sched, e1, {"stage2_kept_step": best_step, "stage2_val_accuracy": best_val,
                                    "recipe": {"name": recipe if isinstance(recipe, str) else "custom", "batch": batch,
-                                              "lr": rec.lr, "augmentation": list(rec.aug)}}, t0=t0)
+                                              "lr": rec.lr, "augmentation": list(rec.aug),
+                                              "sync_every": rec.sync_every}}, t0=t0)
     say(f"saved {out}: float test accuracy {test_acc:.4f}, int8 (generated C) {card['int8_test_accuracy']:.4f}")
     return card
 

@@ -37,21 +37,37 @@ def test_layer_groups_and_budget():
         assert training.build_backbone(recipe.arch, shapes[dataset]).count_params() <= training.PARAM_BUDGET[dataset]
 
 
-@pytest.mark.parametrize("strategy", ["average", "augmented", "original"])
+def _is_bn_stat(w) -> bool:  # noqa: ANN001
+    return "moving" in w.path
+
+
+@pytest.mark.parametrize("strategy", training.STRATEGIES)
 def test_unification(strategy):  # noqa: ANN001
     fn = lambda name: training.build_backbone("tiny", (28, 28, 1), name=name)  # noqa: E731
     dual, orig, augb = training.build_dual(fn, training.augmenter((0.05, 0.1, 0.1, 0.1), 0))
     assert all(np.array_equal(a, b) for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True))
     rng = np.random.default_rng(0)
     augb.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in augb.get_weights()])
-    u = training.unify_branches(orig, augb, strategy, fn)
-    x = rng.uniform(0, 255, (8, 28, 28, 1)).astype(np.float32)
-    if strategy == "average":
-        expect = [(a + b) / 2 for a, b in zip(orig.get_weights(), augb.get_weights(), strict=True)]
-        assert all(np.allclose(a, b) for a, b in zip(u.get_weights(), expect, strict=True))
+    o, a = orig.get_weights(), augb.get_weights()
+    early = ([w - 1 for w in o], [w + 1 for w in a])  # an epoch-1 checkpoint, outside the last third
+    br = training.Branches(orig, augb, {}, [early, (o, a), (o, a)])
+    x = rng.uniform(0, 255, (64, 28, 28, 1)).astype(np.float32)
+    u = training.unify_branches(br, strategy, fn, x)
+    t = {"average": 0.5, "average-raw": 0.5, "mix0.25": 0.25, "mix0.75": 0.75, "swa": 0.5}.get(strategy)
+    stat = [_is_bn_stat(w) for w in u.weights]
+    if t is not None:  # the weights are the interpolation; (the last third of) the checkpoints for swa
+        expect = [(1 - t) * p + t * q for p, q in zip(o, a, strict=True)]
+        for w, e, s in zip(u.get_weights(), expect, stat, strict=True):
+            assert s and strategy != "average-raw" or np.allclose(w, e, atol=1e-6)
     else:
         src = augb if strategy == "augmented" else orig
         assert np.allclose(u.predict(x, verbose=0), src.predict(x, verbose=0), atol=1e-6)
+    if strategy in ("average", "mix0.25", "mix0.75", "swa"):  # batch-norm statistics re-estimated on x
+        bn = [la for la in u.layers if la.name == "b1_bn"][0]
+        conv = [la for la in u.layers if la.name == "b1_conv"][0]
+        feat = np.asarray(conv(u.get_layer("b0_rescale")(x)))
+        assert np.allclose(bn.moving_mean.numpy(), feat.mean((0, 1, 2)), rtol=1e-4, atol=1e-5)
+        assert np.allclose(bn.moving_variance.numpy(), feat.var((0, 1, 2)), rtol=1e-3, atol=1e-5)
     # the dual model routes each input to its own branch
     yo, ya = dual.predict([x, x], verbose=0)
     assert np.allclose(yo, orig.predict(x, verbose=0), atol=1e-6)
@@ -66,7 +82,8 @@ def test_quick_training_run(tmp_path):  # noqa: ANN001
     assert out.with_suffix(".md").read_text().startswith("# Model card")
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["int8_test_accuracy"] == card["int8_test_accuracy"]
-    assert set(saved["unification_val_accuracy"]) == {"average", "augmented", "original"}
+    assert set(saved["unification_val_accuracy"]) == set(training.STRATEGIES)
+    assert saved["unification"] in training.STRATEGIES
     assert len(saved["history"]["stage2"]) == 2 and saved["history"]["stage2"][0]["trainable"] == ["head"]
 
 
@@ -113,10 +130,17 @@ def test_ablation_script_quick(tmp_path):  # noqa: ANN001
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / "benchmarks" / "ablation.py"), "--dataset", "mnist", "--epochs", "2",
-                        "--stage2-epochs", "1", "--quick", "--out", str(tmp_path)], capture_output=True, text=True,
-                       timeout=600)
+    cmd = [sys.executable, str(root / "benchmarks" / "ablation.py"), "--dataset", "mnist", "--quick", "--out",
+           str(tmp_path), "--workers", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads((tmp_path / "ablation-mnist-tiny-quick.json").read_text())
-    assert [row["variant"] for row in res["rows"]] == ["plain", "plain+aug", "stage 1 only", "stages 1 + 2"]
-    assert "| stages 1 + 2 |" in (tmp_path / "ablation-mnist-tiny-quick.md").read_text()
+    res = json.loads((tmp_path / "ablation-mnist-tiny-default-quick.json").read_text())
+    strategies = [f"stage 1 ({s})" for s in training.STRATEGIES]
+    assert [row["variant"] for row in res["rows"]] == ["plain", "plain+aug", *strategies, "stage 1 (best)",
+                                                      "stages 1 + 2", "stage 1 synced (best)",
+                                                      "stages 1 + 2, synced"]
+    assert res["compute_epochs"] == 2 * 2 + 2 and res["rows"][0]["epochs"] == "6"  # plain gets equal compute
+    assert "| stages 1 + 2 |" in (tmp_path / "ablation-mnist-tiny-default-quick.md").read_text()
+    # the same command again resumes: nothing left to run, the same table
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0 and "4 task(s) already done, 0 to go" in r2.stdout, r2.stderr[-2000:]
