@@ -55,6 +55,7 @@ class Options:
     pw16: bool = True  # 1x1 / small-patch convolutions as per-channel int16-pair records
     dw16: bool = True  # depthwise weights as int16 pairs, constants per four channels
     in_place: bool = True  # convolution windows read where they are (no gathered patch)
+    add_lut: bool = True  # ADD/SUB inputs rescaled through 256-entry tables (ADD_LUT_MIN elements and up)
     #: whose kernels run the ops: "lw" (ours) or "cmsis-nn" (CMSIS-NN's s8 API where it has the op, see
     #: :func:`cmsis_kernel`; ours for the rest, named in the compile report's "fallback")
     kernels: str = "lw"
@@ -128,7 +129,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "mean": ("outer", "count", "channels", "in_zp", "out_zp", "mult", "shift"),
     "reducemax": ("outer", "count", "channels"),
     "add": ("in1_offset", "in2_offset", "out_offset", "left_shift", "in1_mult", "in1_shift", "in2_mult", "in2_shift",
-            "out_mult", "out_shift", "act_min", "act_max", "subtract") + _BROADCAST,
+            "out_mult", "out_shift", "act_min", "act_max", "subtract", "add_lut", "rq_fast", "out_rnd") + _BROADCAST,
     "mul": ("in1_offset", "in2_offset", "out_offset", "mult", "shift", "act_min", "act_max") + _BROADCAST,
     "maxmin": ("maximum",) + _BROADCAST,
     "concat": ("outer", "out_chunk"),
@@ -427,9 +428,46 @@ def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
     return Kernel("fc", _struct("fc", v), arrays, args, _variant_names(v, "rq_fast"), inline=True)
 
 
-@constants(ir.Add, ir.Sub, ir.Mul, ir.Maximum, ir.Minimum)
+#: the smallest ADD/SUB (output elements) that gets its input tables: 2 x 1 KB of flash buys about 70
+#: fewer instructions per element (the two input rescalings, each a 64-bit multiply and a rounding shift)
+ADD_LUT_MIN = 256
+
+
+@constants(ir.Add, ir.Sub)
+def _add(k: int, op: ir.Add, g: ir.Graph, opts: Options) -> Kernel:
+    """ADD / SUB. From ADD_LUT_MIN output elements (and with Options.add_lut), each input's rescaled value
+    comes from a table of its 256 codes (quant.add_input_table; SUB's second table negated), so an
+    element costs two loads, an add and the output requantization, which takes the SMMULR path
+    (rq_fast) when its shift is <= -1 and the sum provably stays below 2^30."""
+    lw = dict(op.lowered)
+    arrays, args = const_operands(k, op, g)
+    n = int(np.prod(g.t(op.outputs[0]).shape))
+    lw.update(add_lut=0, rq_fast=0, out_rnd=0)
+    args.update(lut1="NULL", lut2="NULL")
+    if opts.add_lut and n >= ADD_LUT_MIN:
+        from lwcnn_mcu import quant
+
+        tabs = [quant.add_input_table(lw[f"in{j}_offset"], lw["left_shift"], lw[f"in{j}_mult"], lw[f"in{j}_shift"],
+                                      negate=j == 2 and bool(lw["subtract"])) for j in (1, 2)]
+        sign = "-" if lw["subtract"] else "+"
+        for j, t in zip((1, 2), tabs, strict=True):
+            arrays += (CArray(f"@l{k}_{j}", "int32_t", t.tolist(),
+                              f"{op.name}: input {j}'s code -128..127 rescaled ({sign if j == 2 else ''}"
+                              "TFLite Micro's AddFunc before the sum)"),)
+            args[f"lut{j}"] = f"@l{k}_{j} + 128"
+        e = -int(lw["out_shift"])
+        bound = int(np.abs(tabs[0]).max() + np.abs(tabs[1]).max())
+        rnd = (1 << (e - 1)) + (int(lw["out_offset"]) << e) if e >= 1 else 0
+        fast = opts.fast_requant and e >= 1 and bound < (1 << 30) and abs(rnd) < (1 << 30)
+        lw.update(add_lut=1, rq_fast=int(fast), out_rnd=rnd if fast else 0)
+    variant = tuple(v for v, on in (("add_lut", lw["add_lut"]), ("rq_fast", lw["rq_fast"])) if on)
+    return Kernel(op.kind, _struct(op.kind, lw), arrays, args, variant=variant)
+
+
+@constants(ir.Mul, ir.Maximum, ir.Minimum)
 def _elementwise(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
-    """ADD / SUB / MUL / MAXIMUM / MINIMUM: a constant operand (any shape that broadcasts) is an int8
+    """MUL / MAXIMUM / MINIMUM (and ADD / SUB's constant operands): a constant operand (any shape that
+    broadcasts) is an int8
     array in flash, read with the strides of the op's loops."""
     arrays, args = const_operands(k, op, g)
     return Kernel(op.kind, _struct(op.kind, op.lowered), arrays, args)

@@ -194,6 +194,14 @@ def mbqm(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
     return rdbpot(srdhm(wrap(np.asarray(x, np.int64) << left), multiplier), right)
 
 
+def add_input_table(offset: int, left_shift: int, multiplier: int, shift: int, negate: bool = False) -> np.ndarray:
+    """ADD/SUB: one input's rescaled value for each of the 256 int8 codes -128..127, as TFLite Micro's
+    AddFunc computes it per element: mbqm((code + offset) << left_shift, multiplier, shift); negated for
+    SUB's second input (sx - sy = sx + (-sy), |sy| < 2^28)."""
+    t = mbqm((np.arange(-128, 128, dtype=np.int64) + offset) << left_shift, multiplier, shift)
+    return -t if negate else t
+
+
 def sat_shl(x: np.ndarray, exponent: int, bits: int = 32) -> np.ndarray:
     """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> for exponent >= 0 (Rescale to fewer
     integer bits): x * 2^exponent, saturated to the raw type."""

@@ -136,6 +136,9 @@ CASES = {
     "add": lambda k, L: _two(k, (8, 8, 3), L.Add),
     "add_relu": lambda k, L: _two(k, (8, 8, 3), L.Add, act=True),
     "concat": lambda k, L: _two(k, (7, 9, 3), L.Concatenate),
+    "add_lut_relu": lambda k, L: _two(k, (8, 8, 4), L.Add, act=True),  # 384 elements: ADD_LUT_MIN and up
+    "sub_lut": lambda k, L: _two(k, (9, 8, 3), L.Subtract),
+    "sub_bcast_lut": lambda k, L: _bcast(k, (8, 8, 5), L.Subtract, (8, 8, 5), (8, 8, 1)),
     "sub": lambda k, L: _two(k, (8, 7, 3), L.Subtract),
     "sub_relu": lambda k, L: _two(k, (6, 7, 3), L.Subtract, act=True),
     "sub_bcast_first": lambda k, L: _bcast(k, (6, 5, 4), L.Subtract, (1, 1, 4), (6, 5, 4)),
@@ -313,7 +316,8 @@ TFLITE_CASES = {
 }
 
 # fast path (backend.Options) -> the struct field that says a layer takes it
-FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "in_place": "in_place"}
+FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "in_place": "in_place",
+         "add_lut": "add_lut"}
 assert set(FLAGS) == set(backend.FAST_PATHS)
 # each fast path off alone, then all of them: every layer takes the general path
 VARIANTS = {f"no_{name}": backend.Options(**{name: False}) for name in backend.FAST_PATHS}
@@ -321,7 +325,7 @@ VARIANTS["general"] = backend.Options(**{name: False for name in backend.FAST_PA
 # rows that must take a fast path by default (so the path is compared with TFLite Micro at all)
 PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "dwconv3x3_c8_pairs": "dw16", "conv1x1_c8_in_place": "in_place", "conv3x3_c8_odd_oc": "fast_requant",
-    "maxpool2": "mono_pool"}
+    "maxpool2": "mono_pool", "add_lut_relu": "add_lut", "sub_lut": "add_lut", "sub_bcast_lut": "add_lut"}
 
 
 # rows that must keep an op separate (not fused into the op before it), or must reach the compiler as this op

@@ -6,10 +6,16 @@
  * n3 innermost, one row); each input steps in1_s* / in2_s* elements per loop iteration, 0 where it
  * is broadcast (same-shape inputs: one row of the whole size, steps 1). output may alias input1
  * when input1 has the output's shape (each element is read before it is written).
+ * With tables (p->add_lut), each input's rescaled value is read from its table instead of computed:
+ * the same int32 the general path computes, so the sum and the output are the same bytes.
  *
- * p      [in]  offsets, the three multiplier/shift pairs, clamp, subtract (0: ADD, 1: SUB), the loops
+ * p      [in]  offsets, the three multiplier/shift pairs, clamp, subtract (0: ADD, 1: SUB), add_lut,
+ *              rq_fast and out_rnd (the output requantization's SMMULR path), the loops
  * input1 [in]  int8 values, laid out as the loops' in1 steps say (NHWC, right-aligned broadcasting)
+ * lut1   [in]  with add_lut: input1's rescaled values, indexed by the code -128..127 (points at entry
+ *              128 of 256 int32); else NULL
  * input2 [in]  int8 values, laid out as the loops' in2 steps say
+ * lut2   [in]  with add_lut: input2's rescaled values (negated for SUB), as lut1; else NULL
  * output [out] n0 * n1 * n2 * n3 int8 values
  */
 #include "lw_kernels.h"
@@ -29,14 +35,30 @@ static void lw_add_row(const lw_add_params_t *p, const int8_t *a, int32_t sa, co
     }
 }
 
-void lw_add_s8(const lw_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output)
+/* one output row through the tables: t1[a] + t2[b] is the general path's raw sum */
+static void lw_add_row_lut(const lw_add_params_t *p, const int8_t *a, int32_t sa, const int32_t *t1, const int8_t *b,
+                           int32_t sb, const int32_t *t2, int8_t *output)
+{
+    for (int32_t i = 0; i < p->n3; ++i) {
+        const int32_t raw = t1[a[i * sa]] + t2[b[i * sb]];
+        const int32_t v = lw_requant_out(raw, p->out_mult, p->out_shift, p->out_rnd, p->rq_fast, p->out_offset);
+        output[i] = (int8_t)lw_clamp_s8(v, p->act_min, p->act_max);
+    }
+}
+
+void lw_add_s8(const lw_add_params_t *p, const int8_t *input1, const int32_t *lut1, const int8_t *input2,
+               const int32_t *lut2, int8_t *output)
 {
     for (int32_t i0 = 0; i0 < p->n0; ++i0) {
         for (int32_t i1 = 0; i1 < p->n1; ++i1) {
             for (int32_t i2 = 0; i2 < p->n2; ++i2) {
                 const int8_t *a = input1 + i0 * p->in1_s0 + i1 * p->in1_s1 + i2 * p->in1_s2;
                 const int8_t *b = input2 + i0 * p->in2_s0 + i1 * p->in2_s1 + i2 * p->in2_s2;
-                lw_add_row(p, a, p->in1_s3, b, p->in2_s3, output);
+                if (p->add_lut) {
+                    lw_add_row_lut(p, a, p->in1_s3, lut1, b, p->in2_s3, lut2, output);
+                } else {
+                    lw_add_row(p, a, p->in1_s3, b, p->in2_s3, output);
+                }
                 output += p->n3;
             }
         }

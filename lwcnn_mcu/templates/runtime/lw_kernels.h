@@ -23,7 +23,8 @@ void lw_maxpool_s8(const lw_maxpool_params_t *p, const int8_t *input, int8_t *ou
 void lw_avgpool_s8(const lw_avgpool_params_t *p, const int8_t *input, int8_t *output);
 void lw_mean_s8(const lw_mean_params_t *p, const int8_t *input, int8_t *output);
 void lw_reducemax_s8(const lw_reducemax_params_t *p, const int8_t *input, int8_t *output);
-void lw_add_s8(const lw_add_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void lw_add_s8(const lw_add_params_t *p, const int8_t *input1, const int32_t *lut1, const int8_t *input2,
+               const int32_t *lut2, int8_t *output);
 void lw_mul_s8(const lw_mul_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void lw_maxmin_s8(const lw_maxmin_params_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 void lw_concat_s8(const lw_concat_params_t *p, const int8_t *input, int32_t chunk, int32_t offset, int8_t *output);
