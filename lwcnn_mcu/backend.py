@@ -467,8 +467,7 @@ def _add(k: int, op: ir.Add, g: ir.Graph, opts: Options) -> Kernel:
 @constants(ir.Mul, ir.Maximum, ir.Minimum)
 def _elementwise(k: int, op: ir.Op, g: ir.Graph, opts: Options) -> Kernel:
     """MUL / MAXIMUM / MINIMUM (and ADD / SUB's constant operands): a constant operand (any shape that
-    broadcasts) is an int8
-    array in flash, read with the strides of the op's loops."""
+    broadcasts) is an int8 array in flash, read with the strides of the op's loops."""
     arrays, args = const_operands(k, op, g)
     return Kernel(op.kind, _struct(op.kind, op.lowered), arrays, args)
 
