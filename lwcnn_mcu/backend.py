@@ -56,6 +56,7 @@ class Options:
     dw16: bool = True  # depthwise weights as int16 pairs, constants per four channels
     in_place: bool = True  # convolution windows read where they are (no gathered patch)
     add_lut: bool = True  # ADD/SUB inputs rescaled through 256-entry tables (ADD_LUT_MIN elements and up)
+    fc4: bool = True  # fully connected: four weight rows word-interleaved, each input word used four times
     #: whose kernels run the ops: "lw" (ours) or "cmsis-nn" (CMSIS-NN's s8 API where it has the op, see
     #: :func:`cmsis_kernel`; ours for the rest, named in the compile report's "fallback")
     kernels: str = "lw"
@@ -121,7 +122,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "conv": _CONV,
     "dwconv": _WINDOW + ("dil_h", "dil_w", "depth_mult", "in_offset", "out_offset", "act_min", "act_max", "rq_fast",
                          "dw16"),
-    "fc": ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max", "rq_fast"),
+    "fc": ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max", "rq_fast", "fc4"),
     "maxpool": _WINDOW + ("act_min", "act_max"),
     "avgpool": _WINDOW + ("act_min", "act_max"),
     "convpool": _CONV + ("pool_avg", "pool_h", "pool_w", "pool_stride_h", "pool_stride_w", "pool_pad_top",
@@ -330,7 +331,7 @@ def _conv_arrays(k: int, op: ir.Op, g: ir.Graph, v: dict[str, Any], bias: np.nda
 
 def _variant_names(v: dict[str, Any], *names: str) -> tuple[str, ...]:
     label = {"rq_fast": "fast requantization", "rq_mono": "max of raw accumulators", "pw16": "pw16",
-             "dw16": "dw16", "in_place": "windows in place"}
+             "dw16": "dw16", "in_place": "windows in place", "fc4": "fc4", "add_lut": "input tables"}
     return tuple(label[n] for n in names if v.get(n))
 
 
@@ -418,14 +419,22 @@ def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
     w = g.t(op.inputs[1])
     bias = folded_bias(op, g)
     rq = requant_flags(op, g, bias, opts)
-    v = {**op.lowered, "rq_fast": rq["rq_fast"]}
-    arrays = (CArray(f"@w{k}", "int8_t", w.data.astype(np.int64).ravel().tolist(),
-                     f"{op.name}: weights {list(w.shape)}"),
+    in_n, out_n = int(op.lowered["in_n"]), int(op.lowered["out_n"])
+    fc4 = int(opts.fc4 and in_n % 4 == 0 and out_n >= 4)
+    v = {**op.lowered, "rq_fast": rq["rq_fast"], "fc4": fc4}
+    wv = w.data.astype(np.int64).reshape(out_n, in_n)
+    what = f"{op.name}: weights {list(w.shape)}"
+    if fc4:  # each block of four rows: word j of row 0, 1, 2, 3, then word j + 1 (rows after the last block as they are)
+        full = out_n // 4 * 4
+        blocks = wv[:full].reshape(full // 4, 4, in_n // 4, 4).transpose(0, 2, 1, 3)
+        wv = np.concatenate([blocks.reshape(full, in_n), wv[full:]])
+        what += ", blocks of 4 rows word-interleaved (fc4)"
+    arrays = (CArray(f"@w{k}", "int8_t", wv.ravel().tolist(), what),
               CArray(f"@b{k}", "int32_t", bias.tolist(), f"{op.name}: bias with the input offset folded in"),
               CArray(f"@m{k}", "int32_t", list(op.lowered["mult"]), f"{op.name}: multipliers"),
               CArray(f"@s{k}", "int32_t", list(op.lowered["shift"]), f"{op.name}: shifts"))
     args = {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}"}
-    return Kernel("fc", _struct("fc", v), arrays, args, _variant_names(v, "rq_fast"), inline=True)
+    return Kernel("fc", _struct("fc", v), arrays, args, _variant_names(v, "fc4", "rq_fast"), inline=True)
 
 
 #: the smallest ADD/SUB (output elements) that gets its input tables: 2 x 1 KB of flash buys about 70
@@ -460,8 +469,7 @@ def _add(k: int, op: ir.Add, g: ir.Graph, opts: Options) -> Kernel:
         rnd = (1 << (e - 1)) + (int(lw["out_offset"]) << e) if e >= 1 else 0
         fast = opts.fast_requant and e >= 1 and bound < (1 << 30) and abs(rnd) < (1 << 30)
         lw.update(add_lut=1, rq_fast=int(fast), out_rnd=rnd if fast else 0)
-    variant = tuple(v for v, on in (("add_lut", lw["add_lut"]), ("rq_fast", lw["rq_fast"])) if on)
-    return Kernel(op.kind, _struct(op.kind, lw), arrays, args, variant=variant)
+    return Kernel(op.kind, _struct(op.kind, lw), arrays, args, variant=_variant_names(lw, "add_lut", "rq_fast"))
 
 
 @constants(ir.Mul, ir.Maximum, ir.Minimum)

@@ -317,7 +317,7 @@ TFLITE_CASES = {
 
 # fast path (backend.Options) -> the struct field that says a layer takes it
 FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "in_place": "in_place",
-         "add_lut": "add_lut"}
+         "add_lut": "add_lut", "fc4": "fc4"}
 assert set(FLAGS) == set(backend.FAST_PATHS)
 # each fast path off alone, then all of them: every layer takes the general path
 VARIANTS = {f"no_{name}": backend.Options(**{name: False}) for name in backend.FAST_PATHS}
@@ -325,7 +325,8 @@ VARIANTS["general"] = backend.Options(**{name: False for name in backend.FAST_PA
 # rows that must take a fast path by default (so the path is compared with TFLite Micro at all)
 PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "dwconv3x3_c8_pairs": "dw16", "conv1x1_c8_in_place": "in_place", "conv3x3_c8_odd_oc": "fast_requant",
-    "maxpool2": "mono_pool", "add_lut_relu": "add_lut", "sub_lut": "add_lut", "sub_bcast_lut": "add_lut"}
+    "maxpool2": "mono_pool", "add_lut_relu": "add_lut", "sub_lut": "add_lut", "sub_bcast_lut": "add_lut",
+    "dense_softmax": "fc4", "dense_relu_nobias_2d": "fc4"}
 
 
 # rows that must keep an op separate (not fused into the op before it), or must reach the compiler as this op

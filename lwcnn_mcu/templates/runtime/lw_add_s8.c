@@ -35,14 +35,48 @@ static void lw_add_row(const lw_add_params_t *p, const int8_t *a, int32_t sa, co
     }
 }
 
-/* one output row through the tables: t1[a] + t2[b] is the general path's raw sum */
+/* n elements through the tables: t1[a] + t2[b] is the general path's raw sum. Inlined into each call
+ * below with constant steps, fast and clamp, so each combination gets its own tight loop (no
+ * stride multiplies for contiguous rows, no bound checks when the clamp is int8's own range). */
+LW_ALWAYS_INLINE void lw_add_lut_loop(int32_t n, const int8_t *a, int32_t sa, const int32_t *t1, const int8_t *b,
+                                      int32_t sb, const int32_t *t2, int8_t *output, int32_t mult, int32_t shift,
+                                      int32_t rnd, int32_t out_offset, int32_t lo, int32_t hi, int32_t fast,
+                                      int32_t clamp)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t raw = t1[a[i * sa]] + t2[b[i * sb]];
+        int32_t v;
+        if (fast) { /* lw_requant_out's SMMULR path, the output offset inside rnd */
+            const int32_t r = lw_smmulr(raw * 2, mult);
+            v = (r + (r < 0 ? -1 : 0) + rnd) >> -shift;
+        } else {
+            v = lw_mbqm(raw, mult, shift) + out_offset;
+        }
+        output[i] = (int8_t)(clamp ? lw_clamp_s8(v, lo, hi) : lw_clamp_s8(v, -128, 127));
+    }
+}
+
+/* one output row through the tables. The parameters are read once into locals: the int8 stores may
+ * alias *p (char types alias anything), so the compiler would otherwise reload them after every store. */
 static void lw_add_row_lut(const lw_add_params_t *p, const int8_t *a, int32_t sa, const int32_t *t1, const int8_t *b,
                            int32_t sb, const int32_t *t2, int8_t *output)
 {
-    for (int32_t i = 0; i < p->n3; ++i) {
-        const int32_t raw = t1[a[i * sa]] + t2[b[i * sb]];
-        const int32_t v = lw_requant_out(raw, p->out_mult, p->out_shift, p->out_rnd, p->rq_fast, p->out_offset);
-        output[i] = (int8_t)lw_clamp_s8(v, p->act_min, p->act_max);
+    const int32_t n = p->n3;
+    const int32_t mult = p->out_mult;
+    const int32_t shift = p->out_shift;
+    const int32_t rnd = p->out_rnd;
+    const int32_t off = p->out_offset;
+    const int32_t lo = p->act_min;
+    const int32_t hi = p->act_max;
+    const int32_t clamp = lo > -128 || hi < 127;
+    if (p->rq_fast && sa == 1 && sb == 1 && !clamp) {
+        lw_add_lut_loop(n, a, 1, t1, b, 1, t2, output, mult, shift, rnd, off, lo, hi, 1, 0);
+    } else if (p->rq_fast && sa == 1 && sb == 1) {
+        lw_add_lut_loop(n, a, 1, t1, b, 1, t2, output, mult, shift, rnd, off, lo, hi, 1, 1);
+    } else if (p->rq_fast) {
+        lw_add_lut_loop(n, a, sa, t1, b, sb, t2, output, mult, shift, rnd, off, lo, hi, 1, 1);
+    } else {
+        lw_add_lut_loop(n, a, sa, t1, b, sb, t2, output, mult, shift, rnd, off, lo, hi, 0, 1);
     }
 }
 

@@ -283,6 +283,32 @@ static inline int32_t lw_dot_s8(const int8_t *x, const int8_t *w, int32_t n)
     return acc;
 }
 
+/* Four weight rows against one input word x (4 bytes): w holds word j of rows 0, 1, 2, 3 (16 bytes,
+ * the fc4 layout). The input word is sign-extended once and used four times; written out row by row
+ * (no loop over an accumulator array), so the four sums stay in registers. */
+static inline void lw_mac_1x4_step(const int8_t *x, const int8_t *w, int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+{
+#if LW_SIMD
+    const int32_t xv = lw_load32(x);
+    const int32_t x0 = lw_sxtb16(xv), x1 = lw_sxtb16_ror8(xv);
+    int32_t wv = lw_load32(w);
+    *a0 = lw_smlad(lw_sxtb16_ror8(wv), x1, lw_smlad(lw_sxtb16(wv), x0, *a0));
+    wv = lw_load32(w + 4);
+    *a1 = lw_smlad(lw_sxtb16_ror8(wv), x1, lw_smlad(lw_sxtb16(wv), x0, *a1));
+    wv = lw_load32(w + 8);
+    *a2 = lw_smlad(lw_sxtb16_ror8(wv), x1, lw_smlad(lw_sxtb16(wv), x0, *a2));
+    wv = lw_load32(w + 12);
+    *a3 = lw_smlad(lw_sxtb16_ror8(wv), x1, lw_smlad(lw_sxtb16(wv), x0, *a3));
+#else
+    for (int32_t j = 0; j < 4; ++j) {
+        *a0 += x[j] * w[j];
+        *a1 += x[j] * w[4 + j];
+        *a2 += x[j] * w[8 + j];
+        *a3 += x[j] * w[12 + j];
+    }
+#endif
+}
+
 /* The 2x2 register tile of the convolutions: two patches x0, x1 (two output pixels, n bytes
  * each, n % 4 == 0) against a pair of weight rows w stored word-interleaved (word k of the first
  * row at w[8k], of the second at w[8k + 4]; see backend.conv_weight_layout). a[0], a[1]: pixel 0 with

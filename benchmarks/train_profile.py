@@ -1,0 +1,81 @@
+"""Seconds per stage-1 epoch of the dual model under each TensorFlow setting, one fresh process per
+setting (oneDNN and the thread pools are fixed when TensorFlow starts):
+
+    .venv/bin/python benchmarks/train_profile.py [--dataset mnist] [--batch 512] [--repeat 2]
+
+Each process trains the dataset's default architecture as the dual model (one warm-up epoch, then one
+timed epoch on the full training split with validation, as `train` runs it) and prints its seconds.
+The README's "Training time" table is this command's output on the build machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = [  # (oneDNN, intra-op threads, inter-op threads); 0 threads = TensorFlow's default
+    ("0", 0, 0), ("0", 1, 2), ("1", 0, 0), ("1", 2, 1), ("1", 1, 2)]
+
+
+def one_epoch(dataset: str, batch: int) -> float:
+    sys.path.insert(0, str(ROOT))
+    from lwcnn_mcu import datasets, training
+
+    rec = training.recipe_for(dataset)
+    split = training.Split.of(datasets.load(dataset))
+    training.seed_everything(0)
+    shape = tuple(split.x_tr.shape[1:])
+    dual, _o, _a = training.build_dual(lambda n: training.build_backbone(rec.arch, shape, name=n),
+                                       training.augmenter(rec.aug, 0))
+    dual.compile(optimizer=training._cosine_adam(rec.lr, 2, len(split.x_tr), batch),
+                 loss=["sparse_categorical_crossentropy"] * 2, metrics=[["accuracy"], ["accuracy"]])
+    xs, ys = [split.x_tr, split.x_tr], [split.y_tr, split.y_tr]
+    val = ([split.x_val, split.x_val], [split.y_val, split.y_val])
+    dual.fit(xs, ys, batch_size=batch, epochs=1, validation_data=val, verbose=0)
+    t = time.time()
+    dual.fit(xs, ys, batch_size=batch, epochs=1, validation_data=val, verbose=0)
+    return time.time() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--repeat", type=int, default=2, help="processes per setting")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:  # inside one process: set TensorFlow up, then time
+        onednn, intra, inter = json.loads(args.child)
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = onednn
+        from lwcnn_mcu.util import quiet_tensorflow
+
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        if intra:
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+        print(json.dumps(one_epoch(args.dataset, args.batch)))
+        return
+    print(f"| oneDNN | intra-op | inter-op | seconds per stage-1 epoch ({args.dataset}, batch {args.batch}) |")
+    print("| --- | --- | --- | --- |")
+    for s in SETTINGS:
+        secs = []
+        for _ in range(args.repeat):
+            r = subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--batch", str(args.batch),
+                                "--child", json.dumps(list(s))], capture_output=True, text=True, check=True,
+                               env={**os.environ, "LWCNN_TRIAL_THREADS": ""})
+            secs.append(float(r.stdout.strip().splitlines()[-1]))
+        fmt = lambda t: str(t or "default")  # noqa: E731
+        print(f"| {'on' if s[0] == '1' else 'off'} | {fmt(s[1])} | {fmt(s[2])} | "
+              + ", ".join(f"{x:.1f}" for x in secs) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
