@@ -225,6 +225,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
     ap.add_argument("--scheduler", default=None, help="an existing Dask scheduler, tcp://HOST:8786")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: write the table of the seeds whose every task has finished")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
@@ -248,7 +250,14 @@ def main() -> None:
             if r.get("key") == key and r["seed"] in seeds:
                 runs.append(r)
     done = {(r["task"], r["seed"]) for r in runs}
-    todo = [(t, s) for s in seeds for t in TASKS if (t, s) not in done]
+    if args.report:  # only complete seeds, so every variant has the same seeds
+        complete = {s for s in seeds if all((t, s) in done for t in TASKS)}
+        runs = [r for r in runs if r["seed"] in complete]
+        if not runs:
+            ap.error(f"no seed has finished all its tasks yet in {log}")
+        done = {(r["task"], r["seed"]) for r in runs}
+        seeds = sorted(complete)
+    todo = [] if args.report else [(t, s) for s in seeds for t in TASKS if (t, s) not in done]
     # the long two-stage tasks first, so two workers finish together
     todo.sort(key=lambda ts: (ts[1], not ts[0].startswith("two-stage")))
     print(f"{len(done)} task(s) already done, {len(todo)} to go", flush=True)
