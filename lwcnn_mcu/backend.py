@@ -424,7 +424,7 @@ def _fc(k: int, op: ir.FullyConnected, g: ir.Graph, opts: Options) -> Kernel:
     v = {**op.lowered, "rq_fast": rq["rq_fast"], "fc4": fc4}
     wv = w.data.astype(np.int64).reshape(out_n, in_n)
     what = f"{op.name}: weights {list(w.shape)}"
-    if fc4:  # each block of four rows: word j of row 0, 1, 2, 3, then word j + 1 (rows after the last block as they are)
+    if fc4:  # each block of 4 rows: word j of rows 0, 1, 2, 3, then word j + 1 (rows after the last block: as they are)
         full = out_n // 4 * 4
         blocks = wv[:full].reshape(full // 4, 4, in_n // 4, 4).transpose(0, 2, 1, 3)
         wv = np.concatenate([blocks.reshape(full, in_n), wv[full:]])
