@@ -144,3 +144,22 @@ def test_ablation_script_quick(tmp_path):  # noqa: ANN001
     # the same command again resumes: nothing left to run, the same table
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and "4 task(s) already done, 0 to go" in r2.stdout, r2.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sync_every", [0, 1])
+def test_stage1_checkpoints_and_sync(sync_every):  # noqa: ANN001
+    """Stage 1 keeps both branches' weights after every epoch; with --sync-every 1 both branches are set to
+    their mean after each epoch (so they end equal), without it they differ."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (64, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    split = training.Split(x, y, x[:16], y[:16], x[:16], y[:16])
+    rec = training.Recipe("tiny", 2, 32, 1e-2, ((1, 1, 1e-3),), (0.05, 0.1, 0.1, 0.1), sync_every=sync_every)
+    training.seed_everything(0)
+    fn = lambda name: training.build_backbone("tiny", (28, 28, 1), name=name)  # noqa: E731
+    br = training.stage1(split, fn, rec, 2, 32, 0, 0)
+    assert len(br.checkpoints) == 2
+    same = all(np.array_equal(a, b) for a, b in zip(br.orig.get_weights(), br.augb.get_weights(), strict=True))
+    assert same == bool(sync_every)
+    with pytest.raises(LwcnnError, match="--sync-every must be 0"):
+        training.train("mnist", out=Path("unused.keras"), sync_every=-1)
