@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,7 +341,8 @@ def configure_threads() -> None:
     oneDNN and TensorFlow's default pools (2 and 2, which oversubscribe two cores). A user's own
     TF_ENABLE_ONEDNN_OPTS wins; the pools are left alone when a search or ablation worker has sized them
     (LWCNN_TRIAL_THREADS) or TensorFlow has already started in this process."""
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if "tensorflow" not in sys.modules:  # only a process whose TensorFlow starts here (not a test session's)
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if os.environ.get("LWCNN_TRIAL_THREADS"):
         return
     _keras()
