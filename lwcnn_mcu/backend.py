@@ -54,6 +54,7 @@ class Options:
     mono_pool: bool = True  # max pooling of raw accumulators, requantized once (rq_mono)
     pw16: bool = True  # 1x1 / small-patch convolutions as per-channel int16-pair records
     dw16: bool = True  # depthwise weights as int16 pairs, constants per four channels
+    dw_rows: bool = True  # dw16 undilated: a ring of zero-point-padded input rows, two output pixels per pass
     in_place: bool = True  # convolution windows read where they are (no gathered patch)
     add_lut: bool = True  # ADD/SUB inputs rescaled through 256-entry tables (ADD_LUT_MIN elements and up)
     fc4: bool = True  # fully connected: four weight rows word-interleaved, each input word used four times
@@ -121,7 +122,7 @@ _BROADCAST = ("n0", "n1", "n2", "n3", "in1_s0", "in1_s1", "in1_s2", "in1_s3", "i
 FIELDS: dict[str, tuple[str, ...]] = {
     "conv": _CONV,
     "dwconv": _WINDOW + ("dil_h", "dil_w", "depth_mult", "in_offset", "out_offset", "act_min", "act_max", "rq_fast",
-                         "dw16"),
+                         "dw16", "dw_rows", "ring_w"),
     "fc": ("in_n", "out_n", "in_offset", "out_offset", "act_min", "act_max", "rq_fast", "fc4"),
     "maxpool": _WINDOW + ("act_min", "act_max"),
     "avgpool": _WINDOW + ("act_min", "act_max"),
@@ -264,6 +265,38 @@ def dw16_weight_layout(w: np.ndarray, scale: int) -> np.ndarray:
     return _pack_pairs(np.stack([q[:, :, 0], q[:, :, 1]], axis=2), np.stack([q[:, :, 2], q[:, :, 3]], axis=2)).ravel()
 
 
+def dw_rows_layout(w: np.ndarray, scale: int, rows: np.ndarray) -> np.ndarray:
+    """A dw_rows depthwise convolution (1 x k_h x k_w x C, C % 4 == 0): one record per group of four
+    channels, read in order with one pointer, two words per load: bias' of the four, the int16
+    pairs (w[0], w[2]) and (w[1], w[3]) of each tap (dw16_weight_layout), then multiplier, s, rnd
+    of each (requant_prep). A flat array of C / 4 * (16 + 2 * k_h * k_w) int32."""
+    c = w.shape[-1]
+    taps = dw16_weight_layout(w, scale).reshape(-1, c // 4, 2).transpose(1, 0, 2).reshape(c // 4, -1)
+    groups = rows.reshape(-1, 4, 4)
+    return np.concatenate([groups[:, :, 0], taps, groups[:, :, 1:].reshape(-1, 12)], axis=1).ravel()
+
+
+def dw_rows_geometry(v: dict[str, Any]) -> tuple[int, int | None]:
+    """(ring_w, overlap) of a dw_rows layer. The kernel keeps the k_h input rows of the current output
+    row's windows in a ring of k_h rows of ring_w pixels - pad_left columns of zero points, the input
+    row, zero points up to the last window's last column; a row outside the input is all zero points -
+    copying each input row just before the first output row that needs it, and reads only the ring.
+    So output row oy may overwrite every input row already copied: with the input D bytes into the
+    output buffer, the rows written up to oy must end at or before input row
+    oy * stride_h - pad_top + k_h, the first not copied yet (if below in_h). overlap is the smallest
+    such D (a multiple of 4), None when out_c != in_c."""
+    ring_w = (int(v["out_w"]) - 1) * int(v["stride_w"]) + int(v["k_w"])
+    if v["out_c"] != v["in_c"]:
+        return ring_w, None
+    out_row, in_row = int(v["out_w"] * v["out_c"]), int(v["in_w"] * v["in_c"])
+    d = 0
+    for oy in range(int(v["out_h"])):
+        first = oy * int(v["stride_h"]) - int(v["pad_top"]) + int(v["k_h"])
+        if first < v["in_h"]:
+            d = max(d, (oy + 1) * out_row - first * in_row)
+    return ring_w, (d + 3) // 4 * 4
+
+
 def dw16_const_layout(rows: np.ndarray) -> np.ndarray:
     """Per-channel constants of a dw16 depthwise convolution, read two words per load: for each
     group of four channels, bias' of the four, then multiplier, s, rnd of each (requant_prep)."""
@@ -331,7 +364,8 @@ def _conv_arrays(k: int, op: ir.Op, g: ir.Graph, v: dict[str, Any], bias: np.nda
 
 def _variant_names(v: dict[str, Any], *names: str) -> tuple[str, ...]:
     label = {"rq_fast": "fast requantization", "rq_mono": "max of raw accumulators", "pw16": "pw16",
-             "dw16": "dw16", "in_place": "windows in place", "fc4": "fc4", "add_lut": "input tables"}
+             "dw16": "dw16", "dw_rows": "input row ring", "in_place": "windows in place", "fc4": "fc4",
+             "add_lut": "input tables"}
     return tuple(label[n] for n in names if v.get(n))
 
 
@@ -389,11 +423,23 @@ def _dwconv(k: int, op: ir.DepthwiseConv2D, g: ir.Graph, opts: Options) -> Kerne
     w = g.t(op.inputs[1])
     v: dict[str, Any] = dict(op.lowered)
     v["dw16"] = int(opts.dw16 and v["depth_mult"] == 1 and w.shape[-1] % 4 == 0)
+    # dw_rows (dw_rows_geometry): undilated dw16 windows (3x3 above all) read from a ring of input rows
+    v["dw_rows"] = int(opts.dw_rows and bool(v["dw16"]) and v["dil_h"] == v["dil_w"] == 1)
+    ring_w, overlap = dw_rows_geometry(v) if v["dw_rows"] else (0, None)
+    v["ring_w"] = ring_w
     bias = folded_bias(op, g)
     rq = requant_flags(op, g, bias, opts)
     v.update(rq_fast=rq["rq_fast"])
     layout = f"weights {list(w.shape)}"
-    if v["dw16"]:
+    scratch = 0
+    if v["dw_rows"]:
+        scale, rows = requant_prep(rq, dict(op.lowered), bias.tolist())
+        arrays = [CArray(f"@q{k}", "int32_t", dw_rows_layout(w.data.astype(np.int64), scale, rows).tolist(),
+                         f"{op.name}: per 4 channels bias', {layout} as int16 pairs per tap, then multiplier, "
+                         "shift, rnd of each (dw_rows)")]
+        args = {"weights": "NULL", "bias": f"@q{k}", "mult": "NULL", "shift": "NULL", "rnd": "NULL"}
+        scratch = int(v["k_h"] * ring_w * v["in_c"])  # the ring of input rows
+    elif v["dw16"]:
         scale, rows = requant_prep(rq, dict(op.lowered), bias.tolist())
         arrays = [CArray(f"@w{k}", "int32_t", dw16_weight_layout(w.data.astype(np.int64), scale).tolist(),
                          f"{op.name}: {layout} as int16 pairs per tap and 4 channels (dw16)"),
@@ -410,8 +456,9 @@ def _dwconv(k: int, op: ir.DepthwiseConv2D, g: ir.Graph, opts: Options) -> Kerne
                          f"{op.name}: rounding + output offset << -shift (fast requantization)")]
         args = {"weights": f"@w{k}", "bias": f"@b{k}", "mult": f"@m{k}", "shift": f"@s{k}",
                 "rnd": f"@r{k}"}
-    return Kernel("dwconv", _struct("dwconv", v), tuple(arrays), args, _variant_names(v, "dw16", "rq_fast"),
-                  inline=True)
+    args["scratch"] = "NULL"  # the planner's scratch buffer replaces it when the kernel needs one
+    return Kernel("dwconv", _struct("dwconv", v), tuple(arrays), args, _variant_names(v, "dw16", "dw_rows", "rq_fast"),
+                  scratch, overlap, inline=True)
 
 
 @constants(ir.FullyConnected)

@@ -115,6 +115,14 @@ CASES = {
     "dwconv3x3_c12_s2_relu": lambda k, L: _m(k, (11, 13, 12), L.DepthwiseConv2D(3, strides=2, padding="same",
                                                                                 activation="relu")),
     "dwconv3x3_c4_dil2_valid": lambda k, L: _m(k, (10, 11, 4), L.DepthwiseConv2D(3, dilation_rate=2)),
+    # dw_rows: an odd row (the last pixel alone) between 1x1 convolutions (its output may overlap its input),
+    # 2 and 1 kernel rows, a wide kernel
+    "dwconv3x3_c8_rows_over_input": lambda k, L: _m(k, (7, 5, 3), L.Conv2D(8, 1),
+                                                    L.DepthwiseConv2D(3, padding="same", activation="relu"),
+                                                    L.Conv2D(4, 1)),
+    "dwconv2x3_c4_rows_s2": lambda k, L: _m(k, (9, 10, 4), L.DepthwiseConv2D((2, 3), strides=2, padding="same")),
+    "dwconv1x3_c4_rows_valid": lambda k, L: _m(k, (5, 9, 4), L.DepthwiseConv2D((1, 3))),
+    "dwconv3x5_c8_rows": lambda k, L: _m(k, (6, 9, 8), L.DepthwiseConv2D((3, 5), padding="same")),
     "conv3x3_c8_odd_oc": lambda k, L: _m(k, (7, 9, 8), L.Conv2D(7, 3, padding="same", activation="relu")),
     "dwconv3x5_relu": lambda k, L: _m(k, (8, 12, 5), L.DepthwiseConv2D((3, 5), padding="same", activation="relu")),
     "separable_relu": lambda k, L: _m(k, (10, 10, 3), L.SeparableConv2D(8, 3, padding="same", activation="relu")),
@@ -316,8 +324,8 @@ TFLITE_CASES = {
 }
 
 # fast path (backend.Options) -> the struct field that says a layer takes it
-FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "in_place": "in_place",
-         "add_lut": "add_lut", "fc4": "fc4"}
+FLAGS = {"fast_requant": "rq_fast", "mono_pool": "rq_mono", "pw16": "pw16", "dw16": "dw16", "dw_rows": "dw_rows",
+         "in_place": "in_place", "add_lut": "add_lut", "fc4": "fc4"}
 assert set(FLAGS) == set(backend.FAST_PATHS)
 # each fast path off alone, then all of them: every layer takes the general path
 VARIANTS = {f"no_{name}": backend.Options(**{name: False}) for name in backend.FAST_PATHS}
@@ -326,7 +334,7 @@ VARIANTS["general"] = backend.Options(**{name: False for name in backend.FAST_PA
 PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "dwconv3x3_c8_pairs": "dw16", "conv1x1_c8_in_place": "in_place", "conv3x3_c8_odd_oc": "fast_requant",
     "maxpool2": "mono_pool", "add_lut_relu": "add_lut", "sub_lut": "add_lut", "sub_bcast_lut": "add_lut",
-    "dense_softmax": "fc4", "dense_relu_nobias_2d": "fc4"}
+    "dense_softmax": "fc4", "dense_relu_nobias_2d": "fc4"} | {case: "dw_rows" for case in CASES if "_rows" in case}
 
 
 # rows that must keep an op separate (not fused into the op before it), or must reach the compiler as this op

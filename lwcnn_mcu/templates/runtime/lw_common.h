@@ -128,11 +128,33 @@ static inline int32_t lw_smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* acc + ((a * b + 2^31) >> 32): SMMLAR, the rounded high word of the product added to acc */
+static inline int32_t lw_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+#if LW_DSP && defined(__GNUC__)
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return (int32_t)((uint32_t)acc + (uint32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32));
+#endif
+}
+
 static inline int32_t lw_load32(const int8_t *p)
 {
     int32_t v;
     memcpy(&v, p, 4);
     return v;
+}
+
+/* A compiler barrier: no memory access moves across it (no instruction is emitted). In a register-
+ * tight loop it keeps GCC's first scheduling pass from hoisting the loads of later steps ahead of
+ * their use, which would spill the accumulators. */
+static inline void lw_barrier(void)
+{
+#if defined(__GNUC__)
+    __asm__ volatile("" ::: "memory");
+#endif
 }
 
 /* Kernel bodies are always inlined where the generated model calls them, with that layer's
@@ -246,6 +268,19 @@ static inline int32_t lw_requant_prep_out(int32_t acc, int32_t m, int32_t s, int
     if (fast) {
         const int32_t r = lw_smmulr(acc, m);
         return (r + (r < 0 ? -1 : 0) + rnd) >> s;
+    }
+    return lw_mbqm(acc, m, s) + out_offset;
+}
+
+/* lw_requant_prep_out in one instruction less on the fast path: there the multiplier m is >= 0 and
+ * s >= 1, so r = SMMULR(acc, m) is < 0 only when acc is, and when acc < 0 but r == 0 both
+ * roundings give (rnd - 1) >> s == rnd >> s == out_offset (rnd = 2^(s-1) + out_offset * 2^s): the
+ * sign fix may take acc's sign, added to rnd before SMMLAR adds r. Same bytes. */
+static inline int32_t lw_requant_prep_mla(int32_t acc, int32_t m, int32_t s, int32_t rnd, int32_t fast,
+                                          int32_t out_offset)
+{
+    if (fast) {
+        return lw_smmlar(acc, m, rnd + (acc < 0 ? -1 : 0)) >> s;
     }
     return lw_mbqm(acc, m, s) + out_offset;
 }

@@ -13,7 +13,7 @@ void lw_conv_s8(const lw_conv_params_t *p, const int8_t *input, const int8_t *we
                 int8_t *output);
 
 void lw_dwconv_s8(const lw_dwconv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias_folded,
-                  const int32_t *mult, const int32_t *shift, const int32_t *rnd, int8_t *output);
+                  const int32_t *mult, const int32_t *shift, const int32_t *rnd, int8_t *scratch, int8_t *output);
 void lw_fc_s8(const lw_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias_folded,
               const int32_t *mult, const int32_t *shift, int8_t *output);
 void lw_convpool_s8(const lw_convpool_params_t *p, const int8_t *input, const int8_t *weights,
