@@ -23,7 +23,7 @@
  * channel (SMLABB/SMLATT); windows inside the input without bounds checks, border windows with
  * the zero point for outside taps. Other shapes and the portable build go through dw_one.
  *
- * dw_rows (3x3, no dilation, dw16's shapes; backend.dw_rows_geometry): the input rows the windows
+ * dw_rows (no dilation, dw16's shapes: 3x3 above all; backend.dw_rows_geometry): the input rows the windows
  * reach are copied, just before the first output row that needs them, into a ring of k_h rows
  * padded with zero points (a row outside the input: all zero points), and every window is read
  * from the ring, with no bounds checks, border windows included. bias_folded is then one record
