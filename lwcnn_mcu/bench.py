@@ -410,6 +410,10 @@ def open_port(url: str, retries: int = 50) -> Any:
     raise LwcnnError(f"cannot open serial port {url} ({last}); is the board connected and the port right?")
 
 
+PORT_TIMEOUT = 5.0  # seconds per reply from a board on a serial port before a retry
+EMULATED_TIMEOUT = 30.0  # the same from QEMU, which a loaded host may stall for seconds
+
+
 class Emulated:
     """QEMU running a firmware image with its UART on a local TCP port."""
 
@@ -447,12 +451,15 @@ def machine() -> dict[str, Any]:
 
 def run_bench(*, board: str | None, port: str | None, model: str, dataset: str | None, data: str | None,
               labels: str | None, samples: int, layers: bool, progress: Any = None,
-              device_timeout: float = 5.0, via: Any = None, kernels: str = "auto",
+              device_timeout: float | None = None, via: Any = None, kernels: str = "auto",
               calib: str | None = None, cycles: bool = False) -> dict[str, Any]:
     """Build (for an emulated board), connect, stream inputs, and return the report. ``calib`` quantizes a
     .keras or .onnx model as `compile --calib` does (the firmware on a --port must come from the same).
     ``cycles``: on an emulated board, also the estimated Cortex-M4 cycles of one inference, per layer too
-    (``est_cycles``: QEMU's executed instructions priced with the Cortex-M4 TRM, docs/cycles.md)."""
+    (``est_cycles``: QEMU's executed instructions priced with the Cortex-M4 TRM, docs/cycles.md).
+    ``device_timeout``: seconds per reply before a retry; by default 5 on a port and 30 on an emulated
+    board without an injected-fault link (``via``), where a late reply means a stalled QEMU process on
+    a loaded host, not a lost frame."""
     from lwcnn_mcu import builder, compiler, hostrun, reference
     from lwcnn_mcu import verify as ver
 
@@ -460,6 +467,8 @@ def run_bench(*, board: str | None, port: str | None, model: str, dataset: str |
         raise LwcnnError("give either --board or --port, not both")
     bo = boards.get(board or boards.DEFAULT_BOARD)
     emulated = port is None
+    if device_timeout is None:
+        device_timeout = EMULATED_TIMEOUT if emulated and via is None else PORT_TIMEOUT
     if emulated and not bo.runs_here:
         raise LwcnnError(f"board {bo.name} cannot be emulated here; flash it and give --port /dev/ttyACM0")
     if emulated:  # a private build folder: concurrent runs must not share one

@@ -408,7 +408,9 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
           results: Annotated[Path | None, typer.Option(
               help="results folder (default: $LWCNN_RESULTS, else ./lwcnn-results)")] = None,
           kernels: KernelsOpt = "auto",
-          timeout: Annotated[float, typer.Option(help="seconds to wait for each reply before a retry")] = 5.0,
+          timeout: Annotated[float | None, typer.Option(
+              help="seconds to wait for each reply before a retry (default 5 on a port, 30 on an emulated "
+                   "board, whose QEMU a loaded host may stall)")] = None,
           as_json: JsonOpt = False) -> None:
     """Latency and on-target accuracy over the serial port, every output checked against the host C.
 
@@ -422,7 +424,7 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
         raise LwcnnError("give either --dataset or --data, not both")
     if samples < 1:
         raise LwcnnError(f"--samples must be at least 1 (got {samples})")
-    if not timeout > 0:
+    if timeout is not None and not timeout > 0:
         raise LwcnnError(f"--timeout must be positive (got {timeout})")
     stopped: LwcnnError | None = None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
