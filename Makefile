@@ -32,9 +32,10 @@ $(VENV)/.installed: pyproject.toml
 lint: venv
 	$(BIN)/ruff check .
 
-# -n auto: one pytest worker per core (pytest-xdist); the summary line stays the last line
+# -n auto: one pytest worker per core (pytest-xdist), --dist worksteal: an idle worker takes queued tests
+# from a busy one (a few tests take minutes); the 20 slowest are listed; the summary line stays the last line
 test: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal --durations=20
 
 # The main job: the shipped MNIST model compiled to C, verified bit for bit against TFLite Micro on
 # the test set, then built for the emulated Cortex-M4 board, booted, compared with the host, and
