@@ -62,11 +62,6 @@ def recipe_of(dataset: str, name: str, quick: bool) -> training.Recipe:
     return rec
 
 
-def compute_epochs(rec: training.Recipe) -> int:
-    """C: the two-stage method's training compute in model-epochs (stage 1 trains two models)."""
-    return 2 * rec.stage1_epochs + sum(e for _g, e, _lr in rec.schedule)
-
-
 def run_task(dataset: str, recipe_name: str, task: str, seed: int, quick: bool) -> list[dict[str, Any]]:
     """One task with one seed (a Dask task): one row for plain/plain+aug, every stage-1 row and
     stages 1 + 2 for two-stage."""
@@ -76,7 +71,7 @@ def run_task(dataset: str, recipe_name: str, task: str, seed: int, quick: bool) 
     rec = recipe_of(dataset, recipe_name, quick)
     split = training.Split.of(datasets.load(dataset), quick)
     shape = tuple(split.x_tr.shape[1:])
-    c = compute_epochs(rec)
+    c = training.compute_epochs(rec)
 
     def backbone_fn(name: str) -> Any:
         return training.build_backbone(rec.arch, shape, name=name)
@@ -90,7 +85,7 @@ def run_task(dataset: str, recipe_name: str, task: str, seed: int, quick: bool) 
     training.seed_everything(seed)
     t0 = time.time()
     if task in ("plain", "plain+aug"):
-        model = training.train_plain(split, backbone_fn, rec, c, rec.batch, seed, 0, task == "plain+aug")
+        model, _h = training.train_plain(split, backbone_fn, rec, c, rec.batch, seed, 0, task == "plain+aug")
         return [row(task, model, time.time() - t0, f"{c}")]
     synced = task == "two-stage synced"
     if synced:
@@ -285,7 +280,7 @@ def main() -> None:
     rows = [r for r in runs if r["variant"] in VARIANTS]
     result = {"dataset": args.dataset, "architecture": rec.arch, "params": runs[0]["params"], "recipe": args.recipe,
               "batch": rec.batch, "lr": rec.lr, "stage1_epochs": rec.stage1_epochs,
-              "stage2_epochs": sum(e for _g, e, _lr in rec.schedule), "compute_epochs": compute_epochs(rec),
+              "stage2_epochs": sum(e for _g, e, _lr in rec.schedule), "compute_epochs": training.compute_epochs(rec),
               "seed": args.seed, "seeds": sorted({r["seed"] for r in rows}), "quick": args.quick,
               "rows": summarize(rows), "runs": sorted(rows, key=lambda r: (r["seed"], r["variant"])),
               "machine": bench.machine(), "commit": bench._git_commit(),

@@ -222,7 +222,8 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           unify: Annotated[str, typer.Option(
               help="how stage 1's two branches become one: best (highest validation accuracy), original, "
                    "augmented, average, mix0.25, mix0.75, swa, average-raw")] = "best",
-          epochs: Annotated[int | None, typer.Option(help="stage-1 epochs (default per dataset)")] = None,
+          epochs: Annotated[int | None, typer.Option(
+              help="stage-1 epochs (two-stage) or all epochs (plain methods); default per recipe")] = None,
           schedule: Annotated[str | None, typer.Option(
               help="stage-2 schedule 'groups:epochs:lr,...' (default per dataset)")] = None,
           arch: Annotated[str | None, typer.Option(
@@ -234,12 +235,18 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
           sync_every: Annotated[int | None, typer.Option(
               help="stage 1: set both branches to their mean every N epochs (0: independent branches, the "
                    "paper's method; default per recipe)")] = None,
+          method: Annotated[str | None, typer.Option(
+              help="two-stage (the paper's: dual model, then progressive unfreezing), plain+aug or plain (one "
+                   "model, with or without the augmentation, at the same compute); default per recipe: what "
+                   "the multi-seed ablation found best")] = None,
           as_json: JsonOpt = False) -> None:
-    """Two-stage training: dual-input-output model, then progressive unfreezing."""
+    """Train a model: the paper's two stages (dual-input-output model, then progressive unfreezing), or
+    one model at the same compute (--method)."""
     from lwcnn_mcu import training
 
     card = training.train(dataset, out=out, seed=seed, quick=quick, unify=unify, epochs=epochs,
-                          schedule=schedule, arch=arch, recipe=recipe, console=_out(as_json), sync_every=sync_every)
+                          schedule=schedule, arch=arch, recipe=recipe, console=_out(as_json), sync_every=sync_every,
+                          method=method)
     if as_json:
         _emit_json(card)
 

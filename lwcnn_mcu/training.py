@@ -58,6 +58,23 @@ class Recipe:
     aug: tuple[float, float, float, float]  # rotation (fraction of 2pi), zoom, translation, brightness
     stage2_augment: bool = True  # fine-tune on (mildly) augmented images
     sync_every: int = 0  # stage 1: set both branches to their mean every N epochs (0: independent branches)
+    method: str = "two-stage"  # METHODS; the plain ones train one model for compute_epochs() epochs
+
+
+# How `train` trains (`train --method`), every one at the same compute (`compute_epochs`):
+#   two-stage   the paper's method: stage 1 (two branches at once, so 2 x E1 model-epochs), then stage 2
+#   plain+aug   one model on stage 1's augmented images for 2 x E1 + E2 epochs, cosine learning rate
+#   plain       the same on the original images
+# A recipe's `method` is what the multi-seed ablation (benchmarks/ablation.py, README) found best.
+METHODS = ("two-stage", "plain+aug", "plain")
+
+
+def compute_epochs(recipe: Recipe, stage1_epochs: int | None = None,
+                   schedule: tuple[tuple[int, int, float], ...] | None = None) -> int:
+    """C, the two-stage method's training compute in model-epochs: 2 x E1 (stage 1 trains two models at
+    once) + E2 (stage 2's epochs). The plain methods train one model for C epochs (equal compute)."""
+    e1 = recipe.stage1_epochs if stage1_epochs is None else stage1_epochs
+    return 2 * e1 + sum(e for _g, e, _lr in (recipe.schedule if schedule is None else schedule))
 
 
 RECIPES: dict[str, Recipe] = {  # the defaults: the recipes the shipped models were trained with
@@ -77,6 +94,8 @@ RECIPES: dict[str, Recipe] = {  # the defaults: the recipes the shipped models w
 FAST_RECIPES: dict[str, Recipe] = {
     "mnist": Recipe("lw14kv", 15, 512, 4e-3, ((1, 1, 6e-4), (1, 1, 4e-4), (1, 1, 2e-4), (1, 1, 1e-4),
                                               (1, 1, 4e-5)), (0.02, 0.05, 0.08, 0.05)),
+    "fashion_mnist": Recipe("lw14k", 15, 512, 4e-3, ((1, 1, 4e-4), (1, 1, 2e-4), (1, 1, 1.2e-4), (1, 1, 8e-5),
+                                                     (1, 1, 4e-5)), (0.02, 0.08, 0.08, 0.1)),
 }
 RECIPE_NAMES = ("default", "shipped", "fast")
 PARAM_BUDGET = {"mnist": 14862, "fashion_mnist": 14862, "cifar10": 19999}
@@ -331,7 +350,7 @@ class Split:
         return s
 
 
-def configure_threads() -> None:
+def configure_threads(dual: bool = True) -> None:
     """TensorFlow set up for training speed, before it starts: oneDNN's CPU kernels on (the compiler keeps
     them off elsewhere; the int8 models it writes are the same bytes either way, checked on the shipped
     models), and thread pools for the dual model, whose two branches are independent: two inter-op
@@ -340,7 +359,8 @@ def configure_threads() -> None:
     and 2 inter-op threads; 42 s (and up to 83 s) without oneDNN, whatever the pools; 21-42 s with
     oneDNN and TensorFlow's default pools (2 and 2, which oversubscribe two cores). A user's own
     TF_ENABLE_ONEDNN_OPTS wins; the pools are left alone when a search or ablation worker has sized them
-    (LWCNN_TRIAL_THREADS) or TensorFlow has already started in this process."""
+    (LWCNN_TRIAL_THREADS) or TensorFlow has already started in this process. One model (``dual=False``,
+    the plain methods): every core for its ops, one inter-op thread."""
     if "tensorflow" not in sys.modules:  # only a process whose TensorFlow starts here (not a test session's)
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if os.environ.get("LWCNN_TRIAL_THREADS"):
@@ -350,8 +370,8 @@ def configure_threads() -> None:
 
     cores = os.cpu_count() or 1
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // 2))
-        tf.config.threading.set_inter_op_parallelism_threads(2)
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // 2) if dual else cores)
+        tf.config.threading.set_inter_op_parallelism_threads(2 if dual else 1)
     except RuntimeError:  # the runtime is already initialized in this process: keep its pools
         pass
 
@@ -460,30 +480,35 @@ def stage2(model: Any, split: Split, sched: tuple[tuple[int, int, float], ...], 
 
 
 def train_plain(split: Split, backbone_fn: Any, recipe: Recipe, epochs: int, batch: int, seed: int, verbose: int,
-                augment: bool) -> Any:
-    """Baseline for the ablation: one model, the same schedule, with or without augmentation."""
+                augment: bool, backup: Path | None = None) -> tuple[Any, dict[str, list[float]]]:
+    """One model (methods plain and plain+aug): the recipe's learning rate on a cosine schedule for
+    ``epochs`` epochs, on stage 1's augmented images or the original ones. Returns it and its history."""
     keras = _keras()
     model = backbone_fn("plain")
     net = keras.Sequential([keras.Input(model.inputs[0].shape[1:]), augmenter(recipe.aug, seed), model]) \
         if augment else model
     net.compile(optimizer=_cosine_adam(recipe.lr, epochs, len(split.x_tr), batch),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    net.fit(split.x_tr, split.y_tr, batch_size=batch, epochs=epochs, validation_data=(split.x_val, split.y_val),
-            verbose=verbose, shuffle=True)
-    return model
+    callbacks = [] if backup is None else [keras.callbacks.BackupAndRestore(str(backup))]
+    h = net.fit(split.x_tr, split.y_tr, batch_size=batch, epochs=epochs, validation_data=(split.x_val, split.y_val),
+                verbose=verbose, shuffle=True, callbacks=callbacks)
+    return model, _hist(h)
 
 
 def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool = False, unify: str = "best",
           epochs: int | None = None, schedule: str | None = None, console: Any = None,
           arch: str | None = None, recipe: str | Recipe = "default",
           train_images: int | None = None, verbose: int | None = None,
-          sync_every: int | None = None) -> dict[str, Any]:
-    """Run both stages; save the .keras, its model card (JSON, Markdown) and training curves (PNG).
-    ``recipe="shipped"`` trains with the recipe of the dataset's shipped model instead of the default; a
-    ``Recipe`` is used as it is (the model search's trials)."""
+          sync_every: int | None = None, method: str | None = None) -> dict[str, Any]:
+    """Train with the recipe's method (or ``method``: METHODS); save the .keras, its model card (JSON,
+    Markdown) and training curves (PNG). ``recipe="shipped"`` trains with the recipe of the dataset's
+    shipped model instead of the default; a ``Recipe`` is used as it is (the model search's trials).
+    ``epochs``: stage 1's epochs for two-stage, all the epochs for the plain methods."""
     datasets.check_name(dataset)
     if unify not in UNIFY:
         raise LwcnnError(f"unknown unification strategy '{unify}'; choose one of {', '.join(UNIFY)}")
+    if method is not None and method not in METHODS:
+        raise LwcnnError(f"unknown training method '{method}'; choose one of {', '.join(METHODS)}")
     if arch is not None:
         parse_arch(arch)
     out = Path(out or f"{dataset}.keras")
@@ -499,7 +524,10 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
         from dataclasses import replace
 
         rec = replace(rec, sync_every=sync_every)
-    configure_threads()
+    method = method or rec.method
+    if epochs is not None and epochs < 1:
+        raise LwcnnError(f"--epochs must be at least 1 (got {epochs})")
+    configure_threads(dual=method == "two-stage")
     sched = parse_schedule(schedule) if schedule else rec.schedule
     e1 = epochs if epochs is not None else rec.stage1_epochs
     seed_everything(seed)
@@ -518,6 +546,24 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     def backbone_fn(name: str) -> Any:
         return build_backbone(a, shape, name=name)
 
+    recipe_info = {"name": recipe if isinstance(recipe, str) else "custom", "batch": batch, "lr": rec.lr,
+                   "augmentation": list(rec.aug), "sync_every": rec.sync_every}
+    if method != "two-stage":
+        n = epochs if epochs is not None else compute_epochs(rec, e1, sched)
+        say(f"{method}: one model ({a}, {backbone_fn('probe').count_params():,} params), {n} epochs on "
+            f"{'augmented' if method == 'plain+aug' else 'original'} images")
+        model, h = train_plain(split, backbone_fn, rec, n, batch, seed, verbose, method == "plain+aug",
+                               None if quick else out.with_suffix(".train-backup"))
+        t1 = time.time()
+        test_acc = evaluate(model, split.x_te, split.y_te)
+        model.save(out)
+        times = {"train_s": round(t1 - t0, 1), "float_test_s": round(time.time() - t1, 1)}
+        card = _model_card(dataset, out, model, a, seed, quick, test_acc, times, split.x_tr, split.x_te,
+                           split.y_te, {"method": method, "epochs": n, "history": {"plain": h},
+                                        "val_accuracy": h["val_accuracy"][-1], "recipe": recipe_info}, t0=t0)
+        say(f"saved {out}: float test accuracy {test_acc:.4f}, int8 (generated C) {card['int8_test_accuracy']:.4f}")
+        return card
+
     say(f"stage 1: dual-input-output model ({a}, 2 x {backbone_fn('probe').count_params():,} params), {e1} epochs")
     br = stage1(split, backbone_fn, rec, e1, batch, seed, verbose, None if quick else out.with_suffix(".stage1-backup"))
     h1 = br.history
@@ -535,21 +581,22 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     model.save(out)
     times = {"stage1_s": round(t1 - t0, 1), "unify_s": round(tu - t1, 1), "stage2_s": round(t2 - tu, 1),
              "float_test_s": round(time.time() - t2, 1)}
-    card = _model_card(dataset, out, model, a, seed, quick, chosen, candidates, stage1_test, test_acc,
-                       h1, h2, times, split.x_tr, split.x_te, split.y_te,
-                       sched, e1, {"stage2_kept_step": best_step, "stage2_val_accuracy": best_val,
-                                   "recipe": {"name": recipe if isinstance(recipe, str) else "custom", "batch": batch,
-                                              "lr": rec.lr, "augmentation": list(rec.aug),
-                                              "sync_every": rec.sync_every}}, t0=t0)
+    card = _model_card(dataset, out, model, a, seed, quick, test_acc, times, split.x_tr, split.x_te, split.y_te,
+                       {"method": method, "stage1_epochs": e1,
+                        "stage2_schedule": [{"unfreeze_groups": g, "epochs": e, "lr": lr} for g, e, lr in sched],
+                        "unification": chosen, "unification_val_accuracy": candidates,
+                        "stage1_test_accuracy": stage1_test, "history": {"stage1": h1, "stage2": h2},
+                        "stage2_kept_step": best_step, "stage2_val_accuracy": best_val, "recipe": recipe_info},
+                       t0=t0)
     say(f"saved {out}: float test accuracy {test_acc:.4f}, int8 (generated C) {card['int8_test_accuracy']:.4f}")
     return card
 
 
-def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick: bool, chosen: str,
-                candidates: dict[str, float], stage1_test: dict[str, float], test_acc: float,
-                h1: dict[str, list[float]], h2: list[dict[str, Any]], times: dict[str, float],
-                x_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, sched: Any, e1: int,
-                extra: dict[str, Any], t0: float | None = None) -> dict[str, Any]:
+def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick: bool, test_acc: float,
+                times: dict[str, float], x_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray,
+                training: dict[str, Any], t0: float | None = None) -> dict[str, Any]:
+    """Quantize, compile and run the int8 C on the test set; write the card (JSON, Markdown), the
+    .tflite and the curves. ``training``: the method's own keys (method, epochs or stages, history)."""
     from lwcnn_mcu import compiler, hostrun, models, reference
 
     tc = time.time()
@@ -575,10 +622,7 @@ def _model_card(dataset: str, out: Path, model: Any, arch: str, seed: int, quick
         "params": int(model.count_params()), "param_budget": PARAM_BUDGET[dataset],
         "int8_params": c.report["params"], "macs": c.report["macs"], "weights_bytes": c.report["weights_bytes"],
         "arena_bytes": c.report["arena_bytes"], "float_test_accuracy": test_acc, "int8_test_accuracy": int8_acc,
-        "test_samples": int(len(y_te)), "stage1_epochs": e1,
-        "stage2_schedule": [{"unfreeze_groups": g, "epochs": e, "lr": lr} for g, e, lr in sched],
-        "unification": chosen, "unification_val_accuracy": candidates, "stage1_test_accuracy": stage1_test,
-        "history": {"stage1": h1, "stage2": h2}, "training_time": times, **extra, "provenance": prov,
+        "test_samples": int(len(y_te)), **training, "training_time": times, "provenance": prov,
     }
     out.with_suffix(".tflite").write_bytes(c.tflite)  # the int8 model the card's figures are for
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -594,14 +638,20 @@ def _card_md(c: dict[str, Any]) -> str:
              f"batch-norm folding; MACs {c['macs']:,}",
              f"- flash (weights) {c['weights_bytes']:,} B; RAM (arena) {c['arena_bytes']:,} B",
              f"- test accuracy: float {c['float_test_accuracy']:.4f}, int8 generated C {c['int8_test_accuracy']:.4f} "
-             f"({c['test_samples']} images)",
-             f"- stage 1: {c['stage1_epochs']} epochs; unification '{c['unification']}' (validation: "
-             + ", ".join(f"{k} {v:.4f}" for k, v in c["unification_val_accuracy"].items()) + ")",
-             "- stage 2 schedule: " + ", ".join(f"+{s['unfreeze_groups']} group(s) x {s['epochs']} ep @ {s['lr']:g}"
-                                                 for s in c["stage2_schedule"]),
-             f"- training time: {c['training_time']['total_s']:.0f} s (" + ", ".join(
-                 f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in c["training_time"].items() if k != "total_s")
-             + ")"]
+             f"({c['test_samples']} images)"]
+    if c.get("method", "two-stage") == "two-stage":
+        lines += [f"- stage 1: {c['stage1_epochs']} epochs; unification '{c['unification']}' (validation: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in c["unification_val_accuracy"].items()) + ")",
+                  "- stage 2 schedule: " + ", ".join(f"+{s['unfreeze_groups']} group(s) x {s['epochs']} ep @ "
+                                                      f"{s['lr']:g}" for s in c["stage2_schedule"])]
+    else:
+        rec = c["recipe"]
+        images = "augmented" if c["method"] == "plain+aug" else "original"
+        lines.append(f"- method {c['method']}: one model, {c['epochs']} epochs on the {images} images at batch "
+                     f"{rec['batch']}, learning rate {rec['lr']:g} on a cosine schedule")
+    times = c["training_time"]
+    lines.append(f"- training time: {times['total_s']:.0f} s (" + ", ".join(
+        f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in times.items() if k != "total_s") + ")")
     prov = c.get("provenance")
     if prov:
         cal = prov["calibration"]
@@ -618,6 +668,26 @@ def _plot(c: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    if "plain" in c["history"]:  # one model: its validation accuracy and training loss per epoch
+        h = c["history"]["plain"]
+        xs = list(range(1, len(h["loss"]) + 1))
+        ax[0].plot(xs, h["val_accuracy"], label=f"{c['method']} (val)")
+        ax[1].plot(xs, h["loss"], label=f"{c['method']} loss")
+    else:
+        _plot_two_stage(c, ax)
+    for a_, yl in zip(ax, ("validation accuracy", "training loss"), strict=True):
+        a_.set_xlabel("epoch")
+        a_.set_ylabel(yl)
+        a_.legend(fontsize=7)
+        a_.grid(alpha=0.3)
+    fig.suptitle(f"{c['name']} ({c['dataset']}): float {c['float_test_accuracy']:.4f}, "
+                 f"int8 {c['int8_test_accuracy']:.4f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_two_stage(c: dict[str, Any], ax: Any) -> None:
     h1 = c["history"]["stage1"]
     n1 = len(next(iter(h1.values()))) if h1 else 0
     xs = list(range(1, n1 + 1))
@@ -631,19 +701,5 @@ def _plot(c: dict[str, Any], path: Path) -> None:
         va = step.get("val_accuracy", [])
         ax[0].plot(range(e + 1, e + 1 + len(va)), va, marker=".", label=f"stage 2 step {step['step']}")
         e += len(va)
-    ax[0].set_xlabel("epoch")
-    ax[0].set_ylabel("validation accuracy")
-    ax[0].legend(fontsize=7)
-    ax[0].grid(alpha=0.3)
-    lk = [k for k in h1 if k.endswith("loss") and not k.startswith("val_") and k != "loss"]
-    for k in lk:
+    for k in [k for k in h1 if k.endswith("loss") and not k.startswith("val_") and k != "loss"]:
         ax[1].plot(xs, h1[k], label=f"stage 1 {k}")
-    ax[1].set_xlabel("epoch")
-    ax[1].set_ylabel("training loss")
-    ax[1].legend(fontsize=7)
-    ax[1].grid(alpha=0.3)
-    fig.suptitle(f"{c['name']} ({c['dataset']}): float {c['float_test_accuracy']:.4f}, "
-                 f"int8 {c['int8_test_accuracy']:.4f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -83,7 +83,7 @@ def test_quick_training_run(tmp_path):  # noqa: ANN001
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["int8_test_accuracy"] == card["int8_test_accuracy"]
     assert set(saved["unification_val_accuracy"]) == set(training.STRATEGIES)
-    assert saved["unification"] in training.STRATEGIES
+    assert saved["unification"] in training.STRATEGIES and saved["method"] == "two-stage"
     assert len(saved["history"]["stage2"]) == 2 and saved["history"]["stage2"][0]["trainable"] == ["head"]
 
 
@@ -163,3 +163,20 @@ def test_stage1_checkpoints_and_sync(sync_every):  # noqa: ANN001
     assert same == bool(sync_every)
     with pytest.raises(LwcnnError, match="--sync-every must be 0"):
         training.train("mnist", out=Path("unused.keras"), sync_every=-1)
+
+
+@needs_data
+def test_quick_plain_aug_run(tmp_path):  # noqa: ANN001
+    """--method plain+aug: one model for the two-stage method's compute (2 x E1 + E2 epochs), card and
+    curves written like a two-stage run's, the method recorded."""
+    out = tmp_path / "p.keras"
+    card = training.train("mnist", out=out, quick=True, seed=1, method="plain+aug")
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["method"] == "plain+aug" and saved["int8_test_accuracy"] == card["int8_test_accuracy"]
+    assert saved["epochs"] == 2 * 1 + 2 == len(saved["history"]["plain"]["val_accuracy"])  # quick: E1 1, 2 steps
+    assert "unification" not in saved and set(saved["training_time"]) == {"train_s", "float_test_s", "int8_card_s",
+                                                                          "total_s"}
+    assert "method plain+aug: one model, 4 epochs on the augmented images" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".png").is_file() and out.with_suffix(".tflite").is_file()
+    with pytest.raises(LwcnnError, match="unknown training method 'swa'"):
+        training.train("mnist", out=tmp_path / "x.keras", method="swa")
