@@ -1,10 +1,12 @@
-"""Seconds per stage-1 epoch of the dual model under each TensorFlow setting, one fresh process per
-setting (oneDNN and the thread pools are fixed when TensorFlow starts):
+"""Seconds per training epoch under each TensorFlow setting, one fresh process per setting (oneDNN and
+the thread pools are fixed when TensorFlow starts):
 
-    .venv/bin/python benchmarks/train_profile.py [--dataset mnist] [--batch 512] [--repeat 2]
+    .venv/bin/python benchmarks/train_profile.py [--dataset mnist] [--batch 512] [--repeat 2] [--model dual|single]
 
-Each process trains the dataset's default architecture as the dual model (one warm-up epoch, then one
-timed epoch on the full training split with validation, as `train` runs it) and prints its seconds.
+Each process trains the dataset's default architecture as the dual model of stage 1 (`--model dual`)
+or as one model behind the augmentation layers (`--model single`, `train --method plain+aug`): one
+warm-up epoch, then one timed epoch on the full training split with validation, as `train` runs it,
+and prints its seconds.
 The README's "Training time" table is this command's output on the build machine.
 """
 
@@ -19,11 +21,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = [  # (oneDNN, intra-op threads, inter-op threads); 0 threads = TensorFlow's default
-    ("0", 0, 0), ("0", 1, 2), ("1", 0, 0), ("1", 2, 1), ("1", 1, 2)]
+SETTINGS = {  # (oneDNN, intra-op threads, inter-op threads); 0 threads = TensorFlow's default
+    "dual": [("0", 0, 0), ("0", 1, 2), ("1", 0, 0), ("1", 2, 1), ("1", 1, 2)],
+    "single": [("1", 0, 0), ("1", 2, 1), ("1", 1, 2), ("1", 2, 2), ("1", 1, 1)],
+}
 
 
-def one_epoch(dataset: str, batch: int) -> float:
+def one_epoch(dataset: str, batch: int, model: str) -> float:
     sys.path.insert(0, str(ROOT))
     from lwcnn_mcu import datasets, training
 
@@ -31,15 +35,23 @@ def one_epoch(dataset: str, batch: int) -> float:
     split = training.Split.of(datasets.load(dataset))
     training.seed_everything(0)
     shape = tuple(split.x_tr.shape[1:])
-    dual, _o, _a = training.build_dual(lambda n: training.build_backbone(rec.arch, shape, name=n),
-                                       training.augmenter(rec.aug, 0))
-    dual.compile(optimizer=training._cosine_adam(rec.lr, 2, len(split.x_tr), batch),
-                 loss=["sparse_categorical_crossentropy"] * 2, metrics=[["accuracy"], ["accuracy"]])
-    xs, ys = [split.x_tr, split.x_tr], [split.y_tr, split.y_tr]
-    val = ([split.x_val, split.x_val], [split.y_val, split.y_val])
-    dual.fit(xs, ys, batch_size=batch, epochs=1, validation_data=val, verbose=0)
+    opt = training._cosine_adam(rec.lr, 2, len(split.x_tr), batch)
+    if model == "single":
+        keras = training._keras()
+        net = keras.Sequential([keras.Input(shape), training.augmenter(rec.aug, 0),
+                                training.build_backbone(rec.arch, shape, name="plain")])
+        net.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        xs, ys, val = split.x_tr, split.y_tr, (split.x_val, split.y_val)
+    else:
+        net, _o, _a = training.build_dual(lambda n: training.build_backbone(rec.arch, shape, name=n),
+                                          training.augmenter(rec.aug, 0))
+        net.compile(optimizer=opt, loss=["sparse_categorical_crossentropy"] * 2,
+                    metrics=[["accuracy"], ["accuracy"]])
+        xs, ys = [split.x_tr, split.x_tr], [split.y_tr, split.y_tr]
+        val = ([split.x_val, split.x_val], [split.y_val, split.y_val])
+    net.fit(xs, ys, batch_size=batch, epochs=1, validation_data=val, verbose=0)
     t = time.time()
-    dual.fit(xs, ys, batch_size=batch, epochs=1, validation_data=val, verbose=0)
+    net.fit(xs, ys, batch_size=batch, epochs=1, validation_data=val, verbose=0)
     return time.time() - t
 
 
@@ -48,6 +60,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=2, help="processes per setting")
+    ap.add_argument("--model", default="dual", choices=tuple(SETTINGS), help="stage 1's dual model, or one model")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:  # inside one process: set TensorFlow up, then time
@@ -61,16 +74,17 @@ def main() -> None:
         if intra:
             tf.config.threading.set_intra_op_parallelism_threads(intra)
             tf.config.threading.set_inter_op_parallelism_threads(inter)
-        print(json.dumps(one_epoch(args.dataset, args.batch)))
+        print(json.dumps(one_epoch(args.dataset, args.batch, args.model)))
         return
-    print(f"| oneDNN | intra-op | inter-op | seconds per stage-1 epoch ({args.dataset}, batch {args.batch}) |")
+    print(f"| oneDNN | intra-op | inter-op | seconds per epoch ({args.model} model, {args.dataset}, batch "
+          f"{args.batch}) |")
     print("| --- | --- | --- | --- |")
-    for s in SETTINGS:
+    for s in SETTINGS[args.model]:
         secs = []
         for _ in range(args.repeat):
             r = subprocess.run([sys.executable, __file__, "--dataset", args.dataset, "--batch", str(args.batch),
-                                "--child", json.dumps(list(s))], capture_output=True, text=True, check=True,
-                               env={**os.environ, "LWCNN_TRIAL_THREADS": ""})
+                                "--model", args.model, "--child", json.dumps(list(s))], capture_output=True,
+                               text=True, check=True, env={**os.environ, "LWCNN_TRIAL_THREADS": ""})
             secs.append(float(r.stdout.strip().splitlines()[-1]))
         fmt = lambda t: str(t or "default")  # noqa: E731
         print(f"| {'on' if s[0] == '1' else 'off'} | {fmt(s[1])} | {fmt(s[2])} | "

@@ -230,8 +230,8 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
               help=f"architecture: {', '.join(ARCHS)}, or written out as c16k5-p-d24-p-flat "
                    "(default per dataset)")] = None,
           recipe: Annotated[str, typer.Option(
-              help="default (= shipped: the recipe of the shipped model) or fast (mnist: 15 epochs at "
-                   "batch 512, accuracy not yet confirmed)")] = "default",
+              help="default (per dataset, the multi-seed ablation's best), shipped (the shipped model's), "
+                   "fast (two stages at batch 512, the ablation's) or paper (two stages at full length)")] = "default",
           sync_every: Annotated[int | None, typer.Option(
               help="stage 1: set both branches to their mean every N epochs (0: independent branches, the "
                    "paper's method; default per recipe)")] = None,

@@ -43,6 +43,11 @@ def test_shipped_model_budget_and_card(name):  # noqa: ANN001
     assert card["dataset"] == name and card["params"] == m.count_params()
     assert models.shipped_path(name).with_suffix(".png").is_file()
     assert models.shipped_path(name).with_suffix(".md").read_text().startswith("# Model card")
+    # training.SHIPPED_RECIPES says how it was trained (cards from before `method` were two-stage)
+    rec = training.SHIPPED_RECIPES[name]
+    assert card.get("method", "two-stage") == rec.method and card["architecture"] == rec.arch
+    assert card.get("epochs", card.get("stage1_epochs")) == (training.compute_epochs(rec) if rec.method != "two-stage"
+                                                             else rec.stage1_epochs)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -76,7 +76,7 @@ def test_unification(strategy):  # noqa: ANN001
 @needs_data
 def test_quick_training_run(tmp_path):  # noqa: ANN001
     out = tmp_path / "q.keras"
-    card = training.train("mnist", out=out, quick=True, seed=1)
+    card = training.train("mnist", out=out, quick=True, seed=1, method="two-stage")
     assert out.is_file() and out.with_suffix(".json").is_file() and out.with_suffix(".png").is_file()
     assert out.with_suffix(".tflite").read_bytes()[4:8] == b"TFL3"  # the int8 model the card measured
     assert out.with_suffix(".md").read_text().startswith("# Model card")
