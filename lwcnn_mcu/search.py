@@ -190,7 +190,7 @@ def arch_of(params: dict[str, Any], input_hw: int) -> str:
 def recipe_of(params: dict[str, Any], dataset: str) -> Any:
     from lwcnn_mcu import training
 
-    base = training.RECIPES[dataset]
+    base = training.PAPER_RECIPES[dataset]  # the two stages (trials train with the search's --epochs)
     aug = tuple(float(a) * float(params["augment"]) for a in base.aug)
     steps = int(params["stage2_steps"])
     sched = tuple((1, 1, float(params["stage2_lr"]) * 0.5 ** i) for i in range(steps))
