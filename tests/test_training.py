@@ -168,8 +168,9 @@ def test_stage1_checkpoints_and_sync(sync_every):  # noqa: ANN001
 @needs_data
 def test_quick_plain_aug_run(tmp_path):  # noqa: ANN001
     """--method plain+aug: one model for the two-stage method's compute (2 x E1 + E2 epochs), card and
-    curves written like a two-stage run's, the method recorded."""
-    out = tmp_path / "p.keras"
+    curves written like a two-stage run's, the method recorded; --out's folder is created; the saved model
+    has Keras's own layers (trained with the fused batch norm), and the same seed gives the same weights."""
+    out = tmp_path / "new" / "p.keras"
     card = training.train("mnist", out=out, quick=True, seed=1, method="plain+aug")
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["method"] == "plain+aug" and saved["int8_test_accuracy"] == card["int8_test_accuracy"]
@@ -178,5 +179,50 @@ def test_quick_plain_aug_run(tmp_path):  # noqa: ANN001
                                                                           "total_s"}
     assert "method plain+aug: one model, 4 epochs on the augmented images" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").is_file() and out.with_suffix(".tflite").is_file()
+    keras = training._keras()
+    saved_model = keras.saving.load_model(out)
+    assert all(type(la).__module__.startswith("keras.") for la in saved_model.layers)
+    assert any(isinstance(la, training.fused_batch_norm()) for la in training.build_backbone(
+        "tiny", (28, 28, 1), fused_bn=True).layers)
+    again = tmp_path / "again.keras"
+    training.train("mnist", out=again, quick=True, seed=1, method="plain+aug")
+    weights = saved_model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, keras.saving.load_model(again).get_weights(),
+                                                    strict=True))
+    bns = [la for la in saved_model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(np.any(np.asarray(la.moving_mean) != 0) and np.any(np.asarray(la.moving_variance) != 1)
+                       for la in bns)  # the fused kernel's batch statistics reached the moving averages
     with pytest.raises(LwcnnError, match="unknown training method 'swa'"):
         training.train("mnist", out=tmp_path / "x.keras", method="swa")
+
+
+def test_fused_batch_norm_matches_keras():
+    """The fused training kernel: Keras's normalization, gradients and moving averages (to float rounding);
+    inference and frozen layers take Keras's own path."""
+    keras = training._keras()
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (8, 5, 5, 3)).astype("float32"))
+    ref, fused = keras.layers.BatchNormalization(momentum=0.9), training.fused_batch_norm()(momentum=0.9)
+    for la in (ref, fused):
+        la.build(x.shape)
+        la.set_weights([np.array([1.5, 0.5, 2.0], "float32"), np.array([0.1, -0.2, 0.3], "float32"),
+                        np.zeros(3, "float32"), np.ones(3, "float32")])
+    outs, grads = [], []
+    w = tf.constant(np.random.default_rng(1).normal(size=x.shape).astype("float32"))
+    for la in (ref, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = la(x, training=True)
+            loss = tf.reduce_sum(y * w)
+        outs.append(y.numpy())
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, la.gamma, la.beta])])
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    for a, b in zip(ref.get_weights(), fused.get_weights(), strict=True):  # the moving averages
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert not np.allclose(fused.get_weights()[3], 1.0)
+    np.testing.assert_array_equal(ref(x, training=False).numpy(), fused(x, training=False).numpy())
+    fused.trainable = False  # frozen (stage 2): the moving statistics, as Keras
+    np.testing.assert_array_equal(ref(x, training=False).numpy(), fused(x, training=True).numpy())
