@@ -429,22 +429,35 @@ def geomean_targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def unequal(row: dict) -> list[str]:
+    """What of a row's bit-exactness failed: a board output against its build's host C (each build), a host C
+    against TFLite Micro (ours, CMSIS-NN's), or the TFLite Micro run itself. Empty: all equal."""
+    out = [f"{k} board != host C" for k, ok in (row.get("outputs_equal_host") or {}).items() if not ok]
+    tflm = row.get("host_c_equals_tflm")
+    if not tflm:
+        out.append(f"no TFLite Micro run ({row.get('tflm_error') or 'not compared'})")
+    else:
+        out += [f"{k} host C != TFLite Micro" for k, ok in tflm.items() if not ok]
+    return out
+
+
 def targets_md(rows: list[dict], geo: list[dict]) -> list[str]:
     """perf.md's Targets section: per model each target met (✓ and the value) or its gap, the geometric means,
     then per unmet target the reason."""
     per_model = [t for t in TARGETS if t.scope == "model"]
     md = ["", "## Targets", "",
           "Issue #16's targets per model: ✓ met (the value), or the gap (value > limit, how far over, how much less "
-          "would meet it); – where a figure is missing (no published M4 result, no TFLite Micro arena).", "",
-          "| model | " + " | ".join(t.title for t in per_model) + " |",
-          "| --- |" + " --- |" * len(per_model)]
+          "would meet it); – where a figure is missing (no published M4 result, no TFLite Micro arena). Outputs: "
+          "every board output (three builds) equal to its host C, and both host C builds to TFLite Micro.", "",
+          "| model | outputs = TFLite Micro | " + " | ".join(t.title for t in per_model) + " |",
+          "| --- | --- |" + " --- |" * len(per_model)]
     for r in rows:
         got = {c["name"]: c for c in r.get("targets", [])}
         cells = []
         for t in per_model:
             c = got.get(t.name)
             cells.append("–" if c is None else f"✓ {_fmt_pair(c['value'], c['limit'])[0]}" if c["met"] else c["gap"])
-        md.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        md.append(f"| {r['model']} | {'; '.join(unequal(r)) or '✓'} | " + " | ".join(cells) + " |")
     md += ["", "| geometric mean over the models | value | target | met or gap |", "| --- | ---: | ---: | --- |"]
     for c in geo:
         md.append(f"| {c['what']} ({c['models_counted']} models) | {c['value']:.2f} | "
@@ -483,7 +496,9 @@ def write(rows: list[dict], layer_tables: dict, samples: int, out: Path, stem: s
 
     md = [f"Emulated Cortex-M4 (QEMU mps2-an386), commit {res['commit']}, {res['date']}: instructions per inference "
           f"(median of {samples} inputs; exact) and estimated cycles (an estimate: docs/cycles.md), our kernels and "
-          "CMSIS-NN's on the same models in one run; every output equal to the host C, every host C to TFLite Micro.",
+          "CMSIS-NN's on the same models in one run; "
+          + ("every output equal to the host C, every host C to TFLite Micro." if not any(unequal(r) for r in rows)
+             else "outputs NOT all equal: see the Targets section's first column."),
           "",
           "| model | MACs | ours DSP | per MAC | ours portable | CMSIS-NN | per MAC | ours / CMSIS-NN | "
           "est. cycles/MAC ours | CMSIS-NN | published M4 | target | arena B | CMSIS-NN arena | TFLM arena "

@@ -22,7 +22,9 @@ def row(model: str = "m", **kw: object) -> dict:
     r = {"model": model, "macs": 1000, "instructions_dsp": 2000, "instructions_cmsis_nn": 2500,
          "ratio_vs_cmsis_nn": 0.8, "est_cycles_per_mac_dsp": 2.0, "published_m4_cycles_per_mac": None,
          "arena_ratio": 0.5, "arena_bytes": 500, "tflm_arena_head": 1000, "arena_lower_bound": 500,
-         "arena_peak_layer": 0, "arena_gap_reason": None}
+         "arena_peak_layer": 0, "arena_gap_reason": None,
+         "outputs_equal_host": {"auto": True, "portable": True, "cmsis-nn": True},
+         "host_c_equals_tflm": {"lw": True, "cmsis-nn": True}, "tflm_error": None}
     r.update(kw)
     return r
 
@@ -92,16 +94,18 @@ def test_instruction_excess_without_cmsis_layers_uses_the_target_rate():
 
 
 def test_cycles_excess_per_layer_and_at_most_three():
-    layers = [layer(k, "CONV_2D", 1000, 1500, cycles=c) for k, c in enumerate((1500, 3000, 2000, 2600, 1100))]
-    r = row(macs=5000, est_cycles_per_mac_dsp=11200 / 5000, published_m4_cycles_per_mac=1.5)
+    # layer 2 spends the most cycles, but on three times the MACs: it is nearly on target
+    mc = ((1000, 1500), (1000, 3000), (3000, 3700), (1000, 2600), (1000, 1100))
+    layers = [layer(k, "CONV_2D", m, 1500, cycles=c) for k, (m, c) in enumerate(mc)]
+    r = row(macs=7000, est_cycles_per_mac_dsp=11900 / 7000, published_m4_cycles_per_mac=1.5)
     c = by_name(perf.model_targets(r, layers))["est_cycles_per_mac"]
     assert c["limit"] == pytest.approx(1.2)
     assert c["met"] is False
-    # excess: est. cycles - 1.2 x MACs = 300, 1800, 800, 1400, -100
-    assert [x["layer"] for x in c["layers"]] == [1, 3, 2]
-    assert [x["share"] for x in c["layers"]] == pytest.approx([1800 / 4300, 1400 / 4300, 800 / 4300])
+    # excess: est. cycles - 1.2 x MACs = 300, 1800, 100, 1400, -100
+    assert [x["layer"] for x in c["layers"]] == [1, 3, 0]
+    assert [x["share"] for x in c["layers"]] == pytest.approx([1800 / 3600, 1400 / 3600, 300 / 3600])
     assert c["layers"][0]["per_mac"] == pytest.approx(3.0)
-    assert "+1,800 est. cycles (3.00/MAC; 42%)" in c["reason"]
+    assert "+1,800 est. cycles (3.00/MAC; 50%)" in c["reason"]
     # met: no reason
     met = by_name(perf.model_targets(row(est_cycles_per_mac_dsp=1.1, published_m4_cycles_per_mac=1.5), layers))
     assert met["est_cycles_per_mac"]["met"] is True and "reason" not in met["est_cycles_per_mac"]
@@ -141,19 +145,25 @@ def test_targets_section():
                     kernel="2x2 tile, gathered patch (3 input channels, not 4k)")]
     rows = [row("x", instructions_dsp=1900, instructions_cmsis_nn=2000, ratio_vs_cmsis_nn=0.95,
                 est_cycles_per_mac_dsp=2.5, published_m4_cycles_per_mac=2.0),
-            row("y", ratio_vs_cmsis_nn=0.4, arena_ratio=None)]
+            row("y", ratio_vs_cmsis_nn=0.4, arena_ratio=None, host_c_equals_tflm=None, tflm_error="it aborted",
+                outputs_equal_host={"auto": True, "portable": False, "cmsis-nn": True})]
     tables = {"x": layers, "y": []}
     for r in rows:
         r["targets"] = perf.model_targets(r, tables[r["model"]])
     md = "\n".join(perf.targets_md(rows, perf.geomean_targets(rows)))
-    assert "| model | ours / CMSIS-NN instructions ≤ 0.6 | est. cycles/MAC ≤ 0.8x published M4 | " \
-           "arena / TFLM activation arena ≤ 1 |" in md
-    assert "| x | 0.95 > 0.60: 58% over (37% less meets it) | 2.50 > 1.60: 56% over (36% less meets it) | ✓ 0.50 |" \
-        in md
-    assert "| y | ✓ 0.40 | – | – |" in md
+    assert ("| model | outputs = TFLite Micro | ours / CMSIS-NN instructions ≤ 0.6 | "
+            "est. cycles/MAC ≤ 0.8x published M4 | arena / TFLM activation arena ≤ 1 |") in md
+    assert ("| x | ✓ | 0.95 > 0.60: 58% over (37% less meets it) | 2.50 > 1.60: 56% over (36% less meets it) | "
+            "✓ 0.50 |") in md
+    assert "| y | portable board != host C; no TFLite Micro run (it aborted) | ✓ 0.40 | – | – |" in md
     assert "- x, est. cycles/MAC ≤ 0.8x published M4 (2.50 > 1.60): #0 CONV_2D 3x3 3->16 at 32x32 " \
            "[2x2 tile, gathered patch (3 input channels, not 4k)]: +900 est. cycles (2.50/MAC; 100%)" in md
     assert "| ours / CMSIS-NN instructions (2 models) | 0.62 | ≤ 0.5 | 0.62 > 0.50: 23% over" in md
+
+
+def test_unequal():
+    assert perf.unequal(row()) == []
+    assert perf.unequal(row(host_c_equals_tflm={"lw": True, "cmsis-nn": False})) == ["cmsis-nn host C != TFLite Micro"]
 
 
 def test_group_layers():
