@@ -293,7 +293,7 @@ def target_limit(t: Target, row: dict) -> float | None:
 def _fmt_pair(value: float, limit: float) -> tuple[str, str]:
     """value and limit with enough decimals to tell them apart (2, up to 4)."""
     d = 2
-    while d < 4 and f"{value:.{d}f}" == f"{limit:.{d}f}":
+    while d < 4 and value != limit and f"{value:.{d}f}" == f"{limit:.{d}f}":
         d += 1
     return f"{value:.{d}f}", f"{limit:.{d}f}"
 
@@ -326,20 +326,26 @@ def layer_label(x: dict) -> str:
     return f"#{x['layer']} {x['op']}{shape}{kernel}"
 
 
-def excess_layers(t: Target, row: dict, layers: list[dict], limit: float) -> list[dict]:
-    """The layers that make most of an unmet per-model target's excess (at most TOP_REASONS, largest first).
+def _layer_excess(t: Target, row: dict, layers: list[dict], limit: float) -> tuple[list[tuple[dict, float]], str]:
+    """(layer, excess) of every layer, and what its part of the target is measured in ("macs" or t.layer_base).
 
     A layer's excess is its ``layer_field`` minus limit x its ``layer_base`` (its own CMSIS-NN figure, or its MACs):
     what it spends above its part of the target. Where CMSIS-NN's per-layer figure is missing, its part is the
-    model's target rate spread over MACs (limit x CMSIS-NN's total / the model's MACs per MAC). share: the layer's
-    excess over the sum of all layers' positive excess."""
-    if t.layer_field is None or not layers or any(x.get(t.layer_field) is None for x in layers):
-        return []
+    model's target rate spread over MACs (limit x CMSIS-NN's total / the model's MACs, per MAC)."""
+    if t.layer_field is None or t.layer_base is None or not layers \
+            or any(x.get(t.layer_field) is None for x in layers):
+        return [], ""
     base_key, scale = t.layer_base, 1.0
     if base_key != "macs" and any(x.get(base_key) is None for x in layers):
         scale = row[base_key] / max(1, row["macs"])  # the model's figure per MAC: the target's rate
         base_key = "macs"
-    excess = [(x, x[t.layer_field] - limit * scale * x[base_key]) for x in layers]
+    return [(x, x[t.layer_field] - limit * scale * x[base_key]) for x in layers], base_key
+
+
+def excess_layers(t: Target, row: dict, layers: list[dict], limit: float) -> list[dict]:
+    """The layers that make most of an unmet per-model target's excess (at most TOP_REASONS, largest first; the
+    excess as _layer_excess). share: the layer's excess over the sum of all layers' positive excess."""
+    excess, base_key = _layer_excess(t, row, layers, limit)
     total = sum(e for _, e in excess if e > 0)
     if total <= 0:
         return []
@@ -356,8 +362,23 @@ def excess_layers(t: Target, row: dict, layers: list[dict], limit: float) -> lis
     return out
 
 
-def reason_text(t: Target, reasons: list[dict]) -> str:
-    """The layers of excess_layers as one line."""
+def excess_by_kernel(t: Target, row: dict, layers: list[dict], limit: float) -> list[dict]:
+    """The positive excess of all layers summed per (op, kernel path), largest first (at most TOP_REASONS):
+    where a model of many alike layers spends its excess. layers: how many layers of the group are above."""
+    excess, _ = _layer_excess(t, row, layers, limit)
+    total = sum(e for _, e in excess if e > 0)
+    groups: dict[tuple[str, str], list[float]] = {}
+    for x, e in excess:
+        if e > 0:
+            groups.setdefault((x["op"], x.get("kernel") or ""), []).append(e)
+    top = sorted(groups.items(), key=lambda kv: -sum(kv[1]))[:TOP_REASONS]
+    return [{"op": op, "kernel": kernel or None, "layers": len(es), "excess": sum(es), "share": sum(es) / total}
+            for (op, kernel), es in top]
+
+
+def reason_text(t: Target, reasons: list[dict], kernels: list[dict] | None = None) -> str:
+    """The layers of excess_layers as one line, then (when some group has more than one layer) the excess per
+    kernel path of excess_by_kernel."""
     unit = "est. cycles" if t.layer_field and "cycles" in t.layer_field else "instructions"
     parts = []
     for r in reasons:
@@ -368,7 +389,14 @@ def reason_text(t: Target, reasons: list[dict]) -> str:
         else:
             own = "no MACs"
         parts.append(f"{layer_label(r)}: +{r['excess']:,.0f} {unit} ({own}; {r['share']:.0%})")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    if reasons and reasons[0]["against"] == "macs" and t.layer_base != "macs":
+        text = "(no CMSIS-NN per-layer figures: each layer against the target's rate per MAC) " + text
+    if kernels and any(k["layers"] > 1 for k in kernels):
+        text += ". By kernel: " + ", ".join(
+            f"{k['op']}{' [' + k['kernel'] + ']' if k['kernel'] else ''} x{k['layers']} {k['share']:.0%}"
+            for k in kernels)
+    return text
 
 
 def arena_reason(row: dict, layers: list[dict]) -> str | None:
@@ -402,7 +430,8 @@ def model_targets(row: dict, layers: list[dict]) -> list[dict]:
             assert limit is not None
             if t.layer_field is not None:
                 c["layers"] = excess_layers(t, row, layers, limit)
-                c["reason"] = reason_text(t, c["layers"]) or None
+                c["kernels"] = excess_by_kernel(t, row, layers, limit)
+                c["reason"] = reason_text(t, c["layers"], c["kernels"]) or None
             else:
                 c["reason"] = arena_reason(row, layers)
         out.append(c)

@@ -90,6 +90,7 @@ def test_instruction_excess_without_cmsis_layers_uses_the_target_rate():
     excess = {x["layer"]: x["excess"] for x in c["layers"]}
     assert excess == pytest.approx({1: 500.0, 2: 150.0})  # layer 0: 1200 - 1350 < 0, not named
     assert c["layers"][0]["against"] == "macs"
+    assert c["reason"].startswith("(no CMSIS-NN per-layer figures: each layer against the target's rate per MAC) ")
     assert "no MACs" in c["reason"]
 
 
@@ -109,6 +110,26 @@ def test_cycles_excess_per_layer_and_at_most_three():
     # met: no reason
     met = by_name(perf.model_targets(row(est_cycles_per_mac_dsp=1.1, published_m4_cycles_per_mac=1.5), layers))
     assert met["est_cycles_per_mac"]["met"] is True and "reason" not in met["est_cycles_per_mac"]
+
+
+def test_excess_by_kernel_path():
+    # three dw_rows layers, each less than the pointwise one, together more
+    layers = [layer(0, "CONV_2D", 100, 10, cycles=400, kernel="pw16, windows in place"),
+              *[layer(k, "DEPTHWISE_CONV_2D", 100, 10, cycles=300, kernel="dw_rows") for k in (1, 2, 3)],
+              layer(4, "CONV_2D", 100, 10, cycles=50, kernel="pw16, windows in place")]
+    c = by_name(perf.model_targets(row(macs=500, est_cycles_per_mac_dsp=1350 / 500, published_m4_cycles_per_mac=1.25),
+                                   layers))["est_cycles_per_mac"]
+    assert c["layers"][0]["layer"] == 0  # 400 - 100 = 300 above; each dw_rows layer 200
+    assert [(k["op"], k["kernel"], k["layers"]) for k in c["kernels"]] == [
+        ("DEPTHWISE_CONV_2D", "dw_rows", 3), ("CONV_2D", "pw16, windows in place", 1)]
+    assert c["kernels"][0]["share"] == pytest.approx(600 / 900)
+    assert c["reason"].endswith(". By kernel: DEPTHWISE_CONV_2D [dw_rows] x3 67%, "
+                                "CONV_2D [pw16, windows in place] x1 33%")
+
+
+def test_met_on_the_limit_shows_two_decimals():
+    md = perf.targets_md([row(arena_ratio=1.0, targets=perf.model_targets(row(arena_ratio=1.0), []))], [])
+    assert "| ✓ 1.00 |" in "\n".join(md)
 
 
 def test_cycles_without_per_layer_estimate_states_no_layers():
