@@ -754,11 +754,11 @@ def kernel_path(kern: Kernel) -> str:
     p = kern.params
     if kern.kind in ("conv", "convpool"):
         if kern.kind == "convpool" and not p["pw16"] and not _direct(p):
-            where = "gathered patches (one per pooled pixel)"  # lw_convpool_s8 gathers unless a direct 1x1
+            where = "gathered patches (one per pooling-window pixel)"  # lw_convpool_s8 gathers unless a direct 1x1
         elif p["in_place"]:
             where = "windows in place"
         elif p["in_c"] % 4:
-            where = f"gathered patch ({p['in_c']} input channels, not 4k)"
+            where = f"gathered patch ({p['in_c']} input channel{'s' if p['in_c'] != 1 else ''}, not 4k)"
         elif p["dil_w"] != 1:
             where = "gathered patch (dilated columns)"
         else:
