@@ -743,6 +743,45 @@ def cmsis_kernel(k: int, op: ir.Op, g: ir.Graph) -> Kernel | None:
     return None
 
 
+def kernel_path(kern: Kernel) -> str:
+    """The code path a layer runs, named for reports (benchmarks/perf.py puts it beside a layer's cost): the
+    CMSIS-NN function of a CMSIS-NN call; for our kernels what the Options and the layer's shape chose, read back
+    from its params - pw16 records or the 2x2 register tile, windows read in place or a gathered patch (and why
+    not in place), dw_rows, dw16 or the per-channel depthwise loop, fc4 or one row at a time, ADD's input tables -
+    and the kernel's kind for the rest. Read-only: the same choices the constants functions above made."""
+    if kern.cmsis:
+        return kern.function
+    p = kern.params
+    if kern.kind in ("conv", "convpool"):
+        if kern.kind == "convpool" and not p["pw16"] and not _direct(p):
+            where = "gathered patches (one per pooling-window pixel)"  # lw_convpool_s8 gathers unless a direct 1x1
+        elif p["in_place"]:
+            where = "windows in place"
+        elif p["in_c"] % 4:
+            where = f"gathered patch ({p['in_c']} input channel{'s' if p['in_c'] != 1 else ''}, not 4k)"
+        elif p["dil_w"] != 1:
+            where = "gathered patch (dilated columns)"
+        else:
+            where = "gathered patch"
+        return f"{'pw16' if p['pw16'] else '2x2 tile'}, {where}"
+    if kern.kind == "dwconv":
+        if p["dw_rows"]:
+            return "dw_rows"
+        if p["dw16"]:
+            return "dw16" + (" (dilated)" if p["dil_h"] != 1 or p["dil_w"] != 1 else "")
+        why = f"depth multiplier {p['depth_mult']}" if p["depth_mult"] != 1 else (
+            f"{p['in_c']} channels, not 4k" if p["in_c"] % 4 else "dw16 off")
+        return f"per channel ({why})"
+    if kern.kind == "fc":
+        if p["fc4"]:
+            return "fc4"
+        return "one row at a time (" + (f"{p['in_n']} inputs, not 4k" if p["in_n"] % 4 else
+                                         f"{p['out_n']} outputs" if p["out_n"] < 4 else "fc4 off") + ")"
+    if kern.kind == "add":
+        return "input tables" if p["add_lut"] else "rescaled per element"
+    return kern.kind
+
+
 def fallback(g: ir.Graph, kerns: Sequence[Kernel]) -> list[str]:
     """The ops our kernels run in a kernels="cmsis-nn" build (CMSIS-NN lacks them): "layer (OP)"."""
     return [f"{op.name} ({op.opcode or op.kind.upper()})" for op, kern in zip(g.ops, kerns, strict=True)
