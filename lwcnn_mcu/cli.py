@@ -36,8 +36,14 @@ ModelArg = Annotated[str, typer.Argument(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout, everything else on stderr")]
 
 
+def _stdout() -> Console:
+    """Standard output: the terminal's width, or 160 columns when it goes to a file or a log (rich's default
+    of 80 there cuts the tables' columns); COLUMNS, when set, wins."""
+    return Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
+
+
 def _out(as_json: bool) -> Console:
-    return err if as_json else Console()
+    return err if as_json else _stdout()
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
@@ -142,7 +148,7 @@ def verify(model: ModelArg,
     if as_json:
         _emit_json(r)
     else:
-        console = Console()
+        console = _stdout()
         t = Table(title=f"verify {r['model']} on {r['samples']} inputs ({r['data']})")
         t.add_column("check")
         t.add_column("result", justify="right")
@@ -211,7 +217,7 @@ def models(as_json: JsonOpt = False) -> None:
         t.add_row(name, "-" if r["params"] is None else f"{r['params']:,}",
                   "-" if r["macs"] is None else f"{r['macs']:,}", pct(r["float_accuracy"]), pct(r["int8_accuracy"]),
                   "yes" if r["installed"] else "no")
-    Console().print(t)
+    _stdout().print(t)
 
 
 @app.command()
@@ -284,7 +290,7 @@ def boards(as_json: JsonOpt = False) -> None:
         t.add_row(name, r["core"].replace("cortex-", "Cortex-").replace("-m", "-M"),
                   f"{r['clock_hz'] / 1e6:g} MHz", f"{r['flash_bytes'] // 1024} KB", f"{r['ram_bytes'] // 1024} KB",
                   f"QEMU {r['emulator']}" if r["runs_here"] else "- (build only)")
-    console = Console()
+    console = _stdout()
     console.print(t)
     for r in rows:
         console.print(f"  {r['name']} ({r['mcu']}): {r['note']}; host link {r['uart']}")
@@ -465,7 +471,7 @@ def bench(board: Annotated[str | None, typer.Option("--board", help="an emulated
 
 
 def _print_bench(r: dict[str, Any]) -> None:
-    console = Console()
+    console = _stdout()
     unit = r.get("unit") or ("instructions" if r["emulated"] else "cycles")
     t = Table(title=f"bench {Path(r['model']).name} on {r['board']} ({r['samples']} inputs, {r['data']})")
     t.add_column("measure")
@@ -542,7 +548,7 @@ def search(dataset: Annotated[str | None, typer.Option(help="mnist, fashion_mnis
     r = s.cli(dataset=dataset, board=board, budgets=s.Budgets(max_params, max_arena, max_flash, max_instructions),
               trials=trials, epochs=epochs, quick=quick, train_images=train_images, study=study, storage=storage,
               scheduler=scheduler, workers=workers, out_dir=out, show_study=show, as_json=as_json,
-              console=err if as_json else Console())
+              console=err if as_json else _stdout())
     if as_json:
         _emit_json({k: v for k, v in r.items() if k != "all_feasible"})
 
