@@ -387,15 +387,9 @@ static inline void lw_mac_2x2_step(const int8_t *x0, const int8_t *x1, const int
 #endif
 }
 
-/* LW_ASM_2X2: the 2x2 tile's step in assembly (M4 with GCC's inline assembly, optimizing: without
- * optimization GCC cannot find registers for its 13 operands and builds the C step instead) */
+/* (only when optimizing: at -O0 GCC cannot find registers for the 13 operands of the assembly
+ * below, and the C step is built instead) */
 #if LW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__)
-#define LW_ASM_2X2 1
-#else
-#define LW_ASM_2X2 0
-#endif
-
-#if LW_ASM_2X2
 /* lw_mac_2x2_step in assembly, in the order GCC should have found: 4 loads (post-indexed but one),
  * 8 SXTB16, 8 SMLAD and 6 temporaries, so the accumulators, the pointers and the loop counter stay
  * in registers (GCC's own schedule of lw_mac_2x2_step spills them: 1.5 instructions per MAC instead
@@ -457,7 +451,7 @@ static inline void lw_mac_2x2_rows(const int8_t *x0, const int8_t *x1, int32_t s
                                    const int8_t *w, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-#if LW_ASM_2X2
+#if LW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__)
     const int32_t d = (int32_t)((intptr_t)x1 - (intptr_t)x0); /* the two may lie in different arrays */
 #if !defined(__clang__)
 #pragma GCC unroll 3
@@ -510,7 +504,7 @@ static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_
 static inline void lw_mac_2x2i_s8(const int8_t *xx, const int8_t *w, int32_t n, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-#if LW_ASM_2X2
+#if LW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__)
 #if !defined(__clang__)
 #pragma GCC unroll 4
 #endif
