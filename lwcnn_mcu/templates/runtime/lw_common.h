@@ -258,6 +258,18 @@ static inline int32_t lw_requant_out(int32_t x, int32_t multiplier, int32_t shif
     return lw_mbqm(x, multiplier, shift) + out_offset;
 }
 
+/* lw_requant_out in one instruction less on the fast path, where the multiplier is > 0 and e = -shift
+ * >= 1: the sign fix takes x's sign and goes into the addend of SMMLAR (see lw_requant_prep_mla for
+ * why the bytes are the same). */
+static inline int32_t lw_requant_out_mla(int32_t x, int32_t multiplier, int32_t shift, int32_t rnd, int32_t fast,
+                                         int32_t out_offset)
+{
+    if (fast) {
+        return lw_smmlar(x * 2, multiplier, rnd + (x < 0 ? -1 : 0)) >> -shift;
+    }
+    return lw_mbqm(x, multiplier, shift) + out_offset;
+}
+
 /* Requantization with constants prepared by the compiler (backend.requant_prep): with fast set, acc
  * is already doubled (weights and bias stored x2, so no shift here) and s is the right shift
  * e = -shift; otherwise acc is the plain accumulator and s TFLite's shift. Same bytes as
@@ -375,6 +387,96 @@ static inline void lw_mac_2x2_step(const int8_t *x0, const int8_t *x1, const int
 #endif
 }
 
+/* (only when optimizing: at -O0 GCC cannot find registers for the 13 operands of the assembly
+ * below, and the C step is built instead) */
+#if LW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__)
+/* lw_mac_2x2_step in assembly, in the order GCC should have found: 4 loads (post-indexed but one),
+ * 8 SXTB16, 8 SMLAD and 6 temporaries, so the accumulators, the pointers and the loop counter stay
+ * in registers (GCC's own schedule of lw_mac_2x2_step spills them: 1.5 instructions per MAC instead
+ * of 1.28). LW_MAC_2X2_ASM follows the loads of the two input words into q1 (pixel 1) and p1
+ * (pixel 0); its operands are named as in LW_MAC_2X2_OPERANDS. */
+#define LW_MAC_2X2_ASM                                                                                                 \
+    "ldr     %[t], [%[w]], #4\n\t"                                                                                     \
+    "sxtb16  %[q0], %[q1]\n\t"                                                                                         \
+    "sxtb16  %[q1], %[q1], ror #8\n\t"                                                                                 \
+    "sxtb16  %[p0], %[p1]\n\t"                                                                                         \
+    "sxtb16  %[p1], %[p1], ror #8\n\t"                                                                                 \
+    "sxtb16  %[w0], %[t]\n\t"                                                                                          \
+    "sxtb16  %[t], %[t], ror #8\n\t"                                                                                   \
+    "smlad   %[a00], %[p0], %[w0], %[a00]\n\t"                                                                         \
+    "smlad   %[a10], %[q0], %[w0], %[a10]\n\t"                                                                         \
+    "smlad   %[a00], %[p1], %[t], %[a00]\n\t"                                                                          \
+    "smlad   %[a10], %[q1], %[t], %[a10]\n\t"                                                                          \
+    "ldr     %[t], [%[w]], #4\n\t"                                                                                     \
+    "sxtb16  %[w0], %[t]\n\t"                                                                                          \
+    "sxtb16  %[t], %[t], ror #8\n\t"                                                                                   \
+    "smlad   %[a01], %[p0], %[w0], %[a01]\n\t"                                                                         \
+    "smlad   %[a11], %[q0], %[w0], %[a11]\n\t"                                                                         \
+    "smlad   %[a01], %[p1], %[t], %[a01]\n\t"                                                                          \
+    "smlad   %[a11], %[q1], %[t], %[a11]"
+#define LW_MAC_2X2_OPERANDS                                                                                            \
+    [a00] "+r"(*a00), [a01] "+r"(*a01), [a10] "+r"(*a10), [a11] "+r"(*a11), [x] "+r"(*x), [w] "+r"(*w),                \
+        [p0] "=&r"(p0), [p1] "=&r"(p1), [q0] "=&r"(q0), [q1] "=&r"(q1), [t] "=&r"(t), [w0] "=&r"(w0)
+
+/* lw_mac_2x2_step for two windows d bytes apart (pixel 0's word at *x, pixel 1's at *x + d), read
+ * through one pointer; *x moves on 4 bytes, *w 8 */
+static inline void lw_mac_2x2_stepd(const int8_t **x, int32_t d, const int8_t **w, int32_t *a00, int32_t *a01,
+                                    int32_t *a10, int32_t *a11)
+{
+    int32_t p0, p1, q0, q1, t, w0;
+    __asm__("ldr     %[q1], [%[x], %[d]]\n\t"
+            "ldr     %[p1], [%[x]], #4\n\t" LW_MAC_2X2_ASM
+            : LW_MAC_2X2_OPERANDS
+            /* the words it reads lie from *x and *w on (or in pad_row, never written) */
+            : [d] "r"(d), "m"(*(const int8_t (*)[]) * x), "m"(*(const int8_t (*)[]) * w));
+}
+
+/* lw_mac_2x2_step over an interleaved pair of patches (both pixels' words in one LDRD at *x, 4-byte
+ * aligned); *x and *w move on 8 bytes */
+static inline void lw_mac_2x2_stepi(const int8_t **x, const int8_t **w, int32_t *a00, int32_t *a01, int32_t *a10,
+                                    int32_t *a11)
+{
+    int32_t p0, p1, q0, q1, t, w0;
+    __asm__("ldrd    %[p1], %[q1], [%[x]], #8\n\t" LW_MAC_2X2_ASM
+            : LW_MAC_2X2_OPERANDS
+            : "m"(*(const int8_t (*)[]) * x), "m"(*(const int8_t (*)[]) * w));
+}
+#endif
+
+/* The 2x2 tile over k_h rows of two windows read in place: row r of pixel 0's window is the row4
+ * bytes at x0 + r * stride, pixel 1's at x1 + r * stride (x1 may be pad_row, with stride 0); w: the
+ * k_h rows of a weight-row pair, word-interleaved. On the M4 one pointer and the distance d for
+ * both pixels (lw_mac_2x2_stepd); each kernel row a loop unrolled by 4. */
+static inline void lw_mac_2x2_rows(const int8_t *x0, const int8_t *x1, int32_t stride, int32_t k_h, int32_t row4,
+                                   const int8_t *w, int32_t a[4])
+{
+    int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+#if LW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__)
+    const int32_t d = (int32_t)((intptr_t)x1 - (intptr_t)x0); /* the two may lie in different arrays */
+#if !defined(__clang__)
+#pragma GCC unroll 3
+#endif
+    for (int32_t r = 0; r < k_h; ++r, x0 += stride - row4) {
+#if !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+        for (int32_t i = 0; i < row4; i += 4) {
+            lw_mac_2x2_stepd(&x0, d, &w, &a00, &a01, &a10, &a11);
+        }
+    }
+#else
+    for (int32_t r = 0; r < k_h; ++r, x0 += stride, x1 += stride) {
+        for (int32_t i = 0; i < row4; i += 4, w += 8) {
+            lw_mac_2x2_step(x0 + i, x1 + i, w, &a00, &a01, &a10, &a11);
+        }
+    }
+#endif
+    a[0] = a00;
+    a[1] = a01;
+    a[2] = a10;
+    a[3] = a11;
+}
+
 static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t n, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
@@ -397,11 +499,19 @@ static inline void lw_mac_2x2_s8(const int8_t *x0, const int8_t *x1, const int8_
 }
 
 /* The same tile over an interleaved pair of patches xx (word k of pixel 0 at xx[8k], of pixel 1 at
- * xx[8k + 4], as lw_gather_pair_s8 writes them): one pointer and one LDRD for both pixels,
- * which leaves the registers for the four accumulators and the eight unpacked operands. */
+ * xx[8k + 4], as lw_gather_pair_s8 writes them): one pointer and one LDRD for both pixels
+ * (lw_mac_2x2_stepi on the M4, unrolled by 4). */
 static inline void lw_mac_2x2i_s8(const int8_t *xx, const int8_t *w, int32_t n, int32_t a[4])
 {
     int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+#if LW_DSP && defined(__GNUC__) && defined(__OPTIMIZE__)
+#if !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (int32_t i = 0; i < n; i += 4) {
+        lw_mac_2x2_stepi(&xx, &w, &a00, &a01, &a10, &a11);
+    }
+#else
     if (n <= 16) { /* short rows (a first layer): fully unrolled once n is a constant */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 4
@@ -409,11 +519,12 @@ static inline void lw_mac_2x2i_s8(const int8_t *xx, const int8_t *w, int32_t n, 
         for (int32_t i = 0; i < n; i += 4) {
             lw_mac_2x2_step(xx + 2 * i, xx + 2 * i + 4, w + 2 * i, &a00, &a01, &a10, &a11);
         }
-    } else { /* not unrolled: the 14 registers are all in use */
+    } else {
         for (int32_t i = 0; i < n; i += 4, xx += 8, w += 8) {
             lw_mac_2x2_step(xx, xx + 4, w, &a00, &a01, &a10, &a11);
         }
     }
+#endif
     a[0] = a00;
     a[1] = a01;
     a[2] = a10;

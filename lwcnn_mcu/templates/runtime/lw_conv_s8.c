@@ -34,11 +34,8 @@ LW_ALWAYS_INLINE void conv_in_place(const lw_conv_params_t *p, const int8_t *inp
                                     int32_t a[4])
 {
     if (inside) {
-        const int8_t *xa = input + (iy0 * p->in_w + ix0) * p->in_c, *xb = input + (iy1 * p->in_w + ix1) * p->in_c;
-        for (int32_t ky = 0; ky < p->k_h; ++ky) {
-            const int32_t off = p->dil_h * ky * p->in_w * p->in_c;
-            lw_mac_2x2_s8(xa + off, xb + off, w + 2 * ky * p->row4, p->row4, a);
-        }
+        lw_mac_2x2_rows(input + (iy0 * p->in_w + ix0) * p->in_c, input + (iy1 * p->in_w + ix1) * p->in_c,
+                        p->dil_h * p->in_w * p->in_c, p->k_h, p->row4, w, a);
         return;
     }
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
@@ -47,9 +44,9 @@ LW_ALWAYS_INLINE void conv_in_place(const lw_conv_params_t *p, const int8_t *inp
             const int32_t xa = ix0 + kx, xb = ix1 + kx;
             const int32_t in_a = ya >= 0 && ya < p->in_h && xa >= 0 && xa < p->in_w;
             const int32_t in_b = yb >= 0 && yb < p->in_h && xb >= 0 && xb < p->in_w;
-            lw_mac_2x2_s8(in_a ? input + (ya * p->in_w + xa) * p->in_c : pad_row,
-                          in_b ? input + (yb * p->in_w + xb) * p->in_c : pad_row, w + 2 * (ky * p->row4 + kx * p->in_c),
-                          p->in_c, a);
+            lw_mac_2x2_rows(in_a ? input + (ya * p->in_w + xa) * p->in_c : pad_row,
+                            in_b ? input + (yb * p->in_w + xb) * p->in_c : pad_row, 0, 1, p->in_c,
+                            w + 2 * (ky * p->row4 + kx * p->in_c), a);
         }
     }
 }
@@ -75,6 +72,18 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
     return (int8_t)lw_clamp_s8(acc, p->act_min, p->act_max);
 }
 
+/* requantize channel oc of two pixels (accumulators u0, u1) into y0[oc], y1[oc], the channel's
+ * constants read once for both (an int8 store may alias them: GCC would read them again) */
+LW_ALWAYS_INLINE void conv_out2(const lw_conv_params_t *p, int32_t u0, int32_t u1, const int32_t *mult,
+                                const int32_t *shift, const int32_t *rnd, int32_t oc, int8_t *y0, int8_t *y1)
+{
+    const int32_t m = mult[oc], s = shift[oc], r = rnd[oc];
+    const int32_t v0 = lw_requant_out_mla(u0, m, s, r, p->rq_fast, p->out_offset);
+    const int32_t v1 = lw_requant_out_mla(u1, m, s, r, p->rq_fast, p->out_offset);
+    y0[oc] = (int8_t)lw_clamp_s8(v0, p->act_min, p->act_max);
+    y1[oc] = (int8_t)lw_clamp_s8(v1, p->act_min, p->act_max);
+}
+
 /* pw16: a 1x1 unpadded convolution of in_c <= 64 (4k) channels, or any convolution whose patch is
  * at most 16 bytes (a first layer), and out_c <= 128, one output pixel at a time (the lw_pw_*
  * helpers of lw_common.h): 16 input bytes at a time (the input pixel, or the gathered patch) are
@@ -83,38 +92,38 @@ LW_ALWAYS_INLINE int8_t conv_out(const lw_conv_params_t *p, int32_t acc, const i
 LW_ALWAYS_INLINE void conv_pw16(const lw_conv_params_t *p, const int8_t *input, const int32_t *rec, int8_t *scratch,
                                 int8_t *output)
 {
-    const int32_t half = p->patch_len / 2, len = half + 4;
+    /* chunks of 8 pairs: the last starts at c_last (a constant once inlined), and is the one that
+     * ends with the record tail; each chunk is its own loop over the channels, so none tests c */
+    const int32_t half = p->patch_len / 2, len = half + 4, c_last = (half - 1) / 8 * 8, n_last = half - c_last;
     int32_t part[LW_PW_MAX_OC];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             int8_t *y = output + (oy * p->out_w + ox) * p->out_c;
+            const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+            const int32_t *r;
             int32_t xv[8] = {0};
-            /* 16 input bytes (8 pairs) at a time; the last chunk ends with the record tail */
-            for (int32_t c = 0; c < half; c += 8) {
-                const int32_t n = LW_MIN(half - c, 8);
+            for (int32_t c = 0; c < c_last; c += 8) { /* partial sums of all chunks but the last */
                 lw_pw_load(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4, p->in_place,
-                           oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, (int8_t)(-p->in_offset),
-                           scratch, c, n, xv);
-                const int32_t *r = rec + c;
-                if (half <= 8) { /* one chunk: no partial sums */
-                    for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                        const int32_t acc = lw_pw_dot(&r, xv, n, 0, 1);
-                        y[oc] = lw_pw_out(&r, acc, p->rq_fast, p->out_offset, p->act_min, p->act_max);
-                    }
-                } else if (c == 0) {
-                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
-                        part[oc] = lw_pw_dot(&r, xv, n, 0, 1);
-                    }
-                } else if (c + 8 < half) {
-                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - n) {
-                        part[oc] = lw_pw_dot(&r, xv, n, part[oc], 0);
+                           iy0, ix0, (int8_t)(-p->in_offset), scratch, c, 8, xv);
+                r = rec + c;
+                int32_t *s = part;
+                if (c == 0) {
+                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - 8) {
+                        *s++ = lw_pw_dot(&r, xv, 8, 0, 1);
                     }
                 } else {
-                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += c) {
-                        const int32_t acc = lw_pw_dot(&r, xv, n, part[oc], 0);
-                        y[oc] = lw_pw_out(&r, acc, p->rq_fast, p->out_offset, p->act_min, p->act_max);
+                    for (int32_t oc = 0; oc < p->out_c; ++oc, r += len - 8, ++s) {
+                        *s = lw_pw_dot(&r, xv, 8, *s, 0);
                     }
                 }
+            }
+            lw_pw_load(input, p->in_h, p->in_w, p->in_c, p->k_h, p->k_w, p->dil_h, p->dil_w, p->row4, p->in_place, iy0,
+                       ix0, (int8_t)(-p->in_offset), scratch, c_last, n_last, xv);
+            r = rec + c_last;
+            const int32_t *s = part;
+            for (int32_t oc = 0; oc < p->out_c; ++oc, r += c_last) {
+                const int32_t acc = lw_pw_dot(&r, xv, n_last, c_last == 0 ? 0 : *s++, c_last == 0);
+                *y++ = lw_pw_out(&r, acc, p->rq_fast, p->out_offset, p->act_min, p->act_max);
             }
         }
     }
@@ -148,10 +157,8 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
             } else {
                 lw_mac_2x2i_s8(scratch, w, n, a);
             }
-            y0[oc] = conv_out(p, a[0], mult, shift, rnd, oc);
-            y0[oc + 1] = conv_out(p, a[1], mult, shift, rnd, oc + 1);
-            y1[oc] = conv_out(p, a[2], mult, shift, rnd, oc);
-            y1[oc + 1] = conv_out(p, a[3], mult, shift, rnd, oc + 1);
+            conv_out2(p, a[0], a[2], mult, shift, rnd, oc, y0, y1);
+            conv_out2(p, a[1], a[3], mult, shift, rnd, oc + 1, y0, y1);
         }
         if (oc < oc_n) { /* odd channel count: the last row is stored plain */
             if (p->in_place) { /* one pixel at a time: the last row is plain */
