@@ -366,10 +366,12 @@ def _broadcasts(c) -> bool:  # noqa: ANN001
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_op_bitexact_with_tflm(case, keras, tmp_path):  # noqa: ANN001
     """Default kernels (portable, SIMD, both under sanitizers), then every fast path turned off in turn
-    and all at once: each build that differs equals TFLite Micro on every byte."""
+    and all at once: each build that differs equals TFLite Micro on every byte. The plan's arena is
+    never larger than TFLite Micro's activation arena for the same .tflite."""
     model = CASES[case](keras, keras.layers)
     randomize(model, seed=len(case))
     c = compile_keras(model, tmp_path, seed=len(case))
+    assert c.plan.arena_bytes <= reference.tflm_arena(c.tflite, c.graph.input.shape)["head"]
     _check_bitexact(case, c, tmp_path)
 
 
