@@ -152,10 +152,18 @@ class Device:
         return DeviceReset(info)
 
     def wait_ready(self, timeout: float = 30.0) -> protocol.DeviceInfo:
-        """First contact with a board the host just started: its boot READY (or an INFO_OK)."""
+        """First contact with a board the host just started: its boot READY (or an INFO_OK). The boot
+        READY is sent once; when it was lost or damaged on the way, INFO is asked for every few seconds."""
         deadline = time.monotonic() + timeout
+        poke = min(self.timeout, 5.0)
+        next_poke = time.monotonic() + poke
         while time.monotonic() < deadline:
-            for f in self._frames(deadline):
+            if time.monotonic() >= next_poke:  # zeros complete any partial frame the device holds
+                self._io("write", self.port.write, b"\0" * self.flush_bytes)
+                self.seq = (self.seq + 1) & 0xFF
+                self._io("write", self.port.write, protocol.encode(P["INFO"], self.seq, b""))
+                next_poke = time.monotonic() + poke
+            for f in self._frames(min(deadline, next_poke)):
                 if f.type in (P["READY"], P["INFO_OK"]):
                     try:
                         return self._accept(protocol.DeviceInfo.parse(f.payload))

@@ -159,8 +159,12 @@ class FaultyProxy:
     #: chunk numbers (per direction) that always get a fault, so every run sees some
     FORCED = {3: "corrupt", 8: "drop", 14: "delay", 20: "corrupt", 27: "drop"}
 
-    def __init__(self, upstream: str, seed: int = 0, p: float = 0.01) -> None:
+    def __init__(self, upstream: str, seed: int = 0, p: float = 0.01, forced: dict[int, str] | None = None,
+                 lose_boot: bool = False) -> None:
         host, port = upstream.removeprefix("socket://").split(":")
+        self.forced = self.FORCED if forced is None else forced
+        self.lose_boot = lose_boot  # swallow all the device says before the host speaks: its banner and READY
+        self.host_spoke = False
         self.upstream = (host, int(port))
         self.rng = random.Random(seed)
         self.p = p
@@ -183,9 +187,9 @@ class FaultyProxy:
         for s in (client, up):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=self._pump, args=(client, up), daemon=True).start()
-        threading.Thread(target=self._pump, args=(up, client), daemon=True).start()
+        threading.Thread(target=self._pump, args=(up, client, True), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, from_device: bool = False) -> None:
         src.settimeout(0.5)
         chunk = 0
         deadline = time.monotonic() + 600
@@ -199,7 +203,12 @@ class FaultyProxy:
             if not data:
                 return
             chunk += 1
-            forced = self.FORCED.get(chunk)
+            if not from_device:
+                self.host_spoke = True
+            elif self.lose_boot and not self.host_spoke:
+                self.faults += 1
+                continue
+            forced = self.forced.get(chunk)
             roll = self.rng.random()
             if forced == "drop" or roll < self.p:  # drop one byte
                 del data[self.rng.randrange(len(data))]
@@ -229,6 +238,22 @@ def test_faulty_link_records_no_wrong_result(model, tmp_path, monkeypatch):  # n
     assert proxies[0].faults > 0
     assert r["agree_with_host"] == r["samples"] == 60  # nothing recorded from a corrupted frame
     assert r["transport_errors"] > 0 and r["transport"]["retries"] > 0
+
+
+def test_lost_boot_ready_is_recovered_by_asking_info(model, tmp_path, monkeypatch):  # noqa: ANN001
+    """The emulated board says READY once, at boot; when that frame is lost the host asks INFO."""
+    monkeypatch.chdir(tmp_path)
+    proxies: list[FaultyProxy] = []
+
+    def via(url: str) -> str:
+        proxies.append(FaultyProxy(url, p=0.0, forced={}, lose_boot=True))
+        return proxies[-1].url
+
+    r = bench.run_bench(board="qemu-m4", port=None, model=model, dataset="mnist", data=None, labels=None,
+                        samples=3, layers=False, via=via, device_timeout=2.0)
+    proxies[0].stop = True
+    assert proxies[0].faults >= 1
+    assert r["agree_with_host"] == r["samples"] == 3
 
 
 def test_bench_argument_errors(capsys):  # noqa: ANN001
