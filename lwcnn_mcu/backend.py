@@ -38,6 +38,7 @@ LIMITS: dict[str, tuple[int, str]] = {
     "LW_PW_MAX_IC": (64, "input channels of a pw16 1x1 convolution read in place (16 at a time)"),
     "LW_PW_MAX_PATCH": (16, "bytes of a gathered pw16 patch (unpacked into registers at once)"),
     "LW_POOL_MAX_PIXELS": (16, "pixels of a pooling window fused into a convolution"),
+    "LW_CONV_MAX_TAPS": (25, "taps (k_h x k_w) of a convolution read in place (a list of tap addresses on the stack)"),
 }
 
 
@@ -310,7 +311,7 @@ def _conv_variant(op: ir.Conv2D | ir.ConvPool, g: ir.Graph, opts: Options) -> di
     """row4: one kernel row (k_w x in_c) rounded up to 4 bytes; patch_len = k_h * row4.
     in_place: with 4k input channels and no horizontal dilation every kernel row of a window is
     whole words of the input, so windows are read where they are (taps outside read pad_row, a row
-    of zero points in flash): no patch buffer in RAM.
+    of zero points in flash): no patch buffer in RAM; a window of at most LW_CONV_MAX_TAPS taps.
     pw16: a 1x1 unpadded convolution read in place of at most LW_PW_MAX_IC input channels, or a
     convolution whose gathered patch is at most LW_PW_MAX_PATCH bytes, with at most LW_PW_MAX_OC
     output channels: the pixel's input stays unpacked in registers and weights stream as int16
@@ -318,7 +319,7 @@ def _conv_variant(op: ir.Conv2D | ir.ConvPool, g: ir.Graph, opts: Options) -> di
     lw = op.lowered
     oc, kh, kw, ic = g.t(op.inputs[1]).shape
     row4 = (kw * ic + 3) // 4 * 4
-    in_place = int(opts.in_place and ic % 4 == 0 and lw["dil_w"] == 1)
+    in_place = int(opts.in_place and ic % 4 == 0 and lw["dil_w"] == 1 and kh * kw <= limit("LW_CONV_MAX_TAPS"))
     pointwise = (in_place and kh == kw == 1 and ic <= limit("LW_PW_MAX_IC")
                  and lw["pad_top"] == lw["pad_left"] == 0)
     small_patch = not in_place and kh * row4 <= limit("LW_PW_MAX_PATCH")
@@ -380,6 +381,8 @@ def _conv(k: int, op: ir.Conv2D, g: ir.Graph, opts: Options) -> Kernel:
         arrays.insert(0, CArray(f"@z{k}", "int8_t", [-int(v["in_offset"])] * int(v["in_c"]),
                                 f"{op.name}: the input zero point, read for taps outside the input"))
     args["pad_row"] = f"@z{k}" if v["in_place"] else "NULL"
+    if v["in_place"]:
+        checks.append(("LW_CONV_MAX_TAPS", int(v["k_h"] * v["k_w"]), "taps of a window read in place"))
     args["scratch"] = "NULL"  # the planner's scratch buffer replaces it when the kernel needs one
     overlap = None
     if (v["in_place"] and v["k_h"] == v["k_w"] == 1 and v["stride_h"] == v["stride_w"] == 1

@@ -124,6 +124,8 @@ CASES = {
     "dwconv1x3_c4_rows_valid": lambda k, L: _m(k, (5, 9, 4), L.DepthwiseConv2D((1, 3))),
     "dwconv3x5_c8_rows": lambda k, L: _m(k, (6, 9, 8), L.DepthwiseConv2D((3, 5), padding="same")),
     "conv3x3_c8_odd_oc": lambda k, L: _m(k, (7, 9, 8), L.Conv2D(7, 3, padding="same", activation="relu")),
+    # 4k channels but more taps than LW_CONV_MAX_TAPS: gathered patches, not read in place
+    "conv7x7_c4_many_taps": lambda k, L: _m(k, (9, 8, 4), L.Conv2D(6, 7, padding="same")),
     "dwconv3x5_relu": lambda k, L: _m(k, (8, 12, 5), L.DepthwiseConv2D((3, 5), padding="same", activation="relu")),
     "separable_relu": lambda k, L: _m(k, (10, 10, 3), L.SeparableConv2D(8, 3, padding="same", activation="relu")),
     "dense_flatten": lambda k, L: _m(k, (5, 5, 3), L.Flatten(), L.Dense(7)),
@@ -335,6 +337,8 @@ PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "dwconv3x3_c8_pairs": "dw16", "conv1x1_c8_in_place": "in_place", "conv3x3_c8_odd_oc": "fast_requant",
     "maxpool2": "mono_pool", "add_lut_relu": "add_lut", "sub_lut": "add_lut", "sub_bcast_lut": "add_lut",
     "dense_softmax": "fc4", "dense_relu_nobias_2d": "fc4"} | {case: "dw_rows" for case in CASES if "_rows" in case}
+# rows that must not take a fast path by default (a limit of the kernel sends them the general way)
+AVOIDS = {"conv7x7_c4_many_taps": "in_place"}
 
 
 # rows that must keep an op separate (not fused into the op before it), or must reach the compiler as this op
@@ -388,6 +392,8 @@ def test_tflite_op_bitexact_with_tflm(case, tmp_path):  # noqa: ANN001
 def _check_bitexact(case: str, c, tmp_path) -> None:  # noqa: ANN001
     if case in PATHS:
         assert _takes(c, PATHS[case]), f"{case} does not exercise {PATHS[case]}"
+    if case in AVOIDS:
+        assert not _takes(c, AVOIDS[case]), f"{case} takes {AVOIDS[case]} beyond the kernel's limit"
     if case in OPS:
         assert OPS[case] in [op.opcode for op in c.graph.ops], f"{case} has no (separate) {OPS[case]}"
     if case in BROADCASTS:

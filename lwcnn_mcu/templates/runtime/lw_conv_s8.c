@@ -17,8 +17,8 @@
  * bias_folded [in]  out_c int32: bias + in_offset * sum of the channel's weights
  * mult        [in]  out_c fixed-point multipliers in [2^30, 2^31); shift [in] out_c shifts in [-31, 30]
  * rnd         [in]  out_c int32: 2^(-shift-1) + out_offset * 2^-shift (used when rq_fast)
- * pad_row     [in]  in_place: in_c bytes of the input zero point (read for taps outside the input);
- *                   else NULL
+ * pad_row     [in]  in_place (at most LW_CONV_MAX_TAPS taps): in_c bytes of the input zero point (read
+ *                   for taps outside the input); else NULL
  * scratch     [-]   2 * patch_len bytes, 4-byte aligned (two patches, word-interleaved); NULL when
  *                   in_place (4k input channels, no horizontal dilation: windows are read where
  *                   they are, a whole kernel row at a time)
@@ -26,28 +26,36 @@
  */
 #include "lw_kernels.h"
 
+/* the addresses of the k_h x k_w taps of the window whose top-left tap is (iy, ix), read in place:
+ * in_c bytes each, pad_row for the taps outside the input (listed once per pixel pair, so each
+ * pair of output channels only reads them) */
+LW_ALWAYS_INLINE void conv_taps(const lw_conv_params_t *p, const int8_t *input, const int8_t *pad_row, int32_t iy,
+                                int32_t ix, const int8_t **tap)
+{
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t y = iy + p->dil_h * ky;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t x = ix + kx;
+            *tap++ = y >= 0 && y < p->in_h && x >= 0 && x < p->in_w ? input + (y * p->in_w + x) * p->in_c : pad_row;
+        }
+    }
+}
+
 /* acc[0..3] += the windows of two output pixels (read in place, in_place mode; top-left taps
  * (iy0, ix0) and (iy1, ix1)) times a pair of weight rows: whole kernel rows when both windows lie
- * inside the input (inside != 0), else tap by tap with pad_row (in_c zero points) outside */
+ * inside the input (inside != 0), else tap by tap from the lists tap0 and tap1 (conv_taps) */
 LW_ALWAYS_INLINE void conv_in_place(const lw_conv_params_t *p, const int8_t *input, int32_t iy0, int32_t ix0,
-                                    int32_t iy1, int32_t ix1, int32_t inside, const int8_t *w, const int8_t *pad_row,
-                                    int32_t a[4])
+                                    int32_t iy1, int32_t ix1, int32_t inside, const int8_t *w,
+                                    const int8_t *const *tap0, const int8_t *const *tap1, int32_t a[4])
 {
     if (inside) {
         lw_mac_2x2_rows(input + (iy0 * p->in_w + ix0) * p->in_c, input + (iy1 * p->in_w + ix1) * p->in_c,
                         p->dil_h * p->in_w * p->in_c, p->k_h, p->row4, w, a);
         return;
     }
-    for (int32_t ky = 0; ky < p->k_h; ++ky) {
-        const int32_t ya = iy0 + p->dil_h * ky, yb = iy1 + p->dil_h * ky;
-        for (int32_t kx = 0; kx < p->k_w; ++kx) {
-            const int32_t xa = ix0 + kx, xb = ix1 + kx;
-            const int32_t in_a = ya >= 0 && ya < p->in_h && xa >= 0 && xa < p->in_w;
-            const int32_t in_b = yb >= 0 && yb < p->in_h && xb >= 0 && xb < p->in_w;
-            lw_mac_2x2_rows(in_a ? input + (ya * p->in_w + xa) * p->in_c : pad_row,
-                            in_b ? input + (yb * p->in_w + xb) * p->in_c : pad_row, 0, 1, p->in_c,
-                            w + 2 * (ky * p->row4 + kx * p->in_c), a);
-        }
+    const int32_t taps = p->k_h * p->k_w;
+    for (int32_t t = 0; t < taps; ++t, w += 2 * p->in_c) {
+        lw_mac_2x2_rows(tap0[t], tap1[t], 0, 1, p->in_c, w, a);
     }
 }
 
@@ -143,9 +151,13 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
         const int32_t iy0 = (i / p->out_w) * p->stride_h - p->pad_top, ix0 = (i % p->out_w) * p->stride_w - p->pad_left;
         const int32_t iy1 = (j / p->out_w) * p->stride_h - p->pad_top, ix1 = (j % p->out_w) * p->stride_w - p->pad_left;
         const int32_t inside = conv_inside(p, iy0, ix0) && conv_inside(p, iy1, ix1);
+        const int8_t *tap0[LW_CONV_MAX_TAPS], *tap1[LW_CONV_MAX_TAPS];
         if (!p->in_place) {
             conv_gather(p, input, i, scratch, 0);
             conv_gather(p, input, j, scratch, 1);
+        } else if (!inside || oc_n % 2) {
+            conv_taps(p, input, pad_row, iy0, ix0, tap0);
+            conv_taps(p, input, pad_row, iy1, ix1, tap1);
         }
         int8_t *y0 = output + i * oc_n, *y1 = output + j * oc_n;
         const int8_t *w = weights;
@@ -153,7 +165,7 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
         for (; oc + 2 <= oc_n; oc += 2, w += 2 * n) {
             int32_t a[4] = {bias_folded[oc], bias_folded[oc + 1], bias_folded[oc], bias_folded[oc + 1]};
             if (p->in_place) {
-                conv_in_place(p, input, iy0, ix0, iy1, ix1, inside, w, pad_row, a);
+                conv_in_place(p, input, iy0, ix0, iy1, ix1, inside, w, tap0, tap1, a);
             } else {
                 lw_mac_2x2i_s8(scratch, w, n, a);
             }
@@ -162,18 +174,12 @@ LW_ALWAYS_INLINE void lw_conv_s8_impl(const lw_conv_params_t *p, const int8_t *i
         }
         if (oc < oc_n) { /* odd channel count: the last row is stored plain */
             if (p->in_place) { /* one pixel at a time: the last row is plain */
-                const int32_t iy[2] = {iy0, iy1}, ix[2] = {ix0, ix1};
+                const int8_t *const *tap[2] = {tap0, tap1};
                 int8_t *yy[2] = {y0, y1};
                 for (int32_t u = 0; u < 2; ++u) {
                     int32_t acc = bias_folded[oc];
-                    for (int32_t ky = 0; ky < p->k_h; ++ky) {
-                        for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t ty = iy[u] + p->dil_h * ky, tx = ix[u] + kx;
-                            const int8_t *x = (ty >= 0 && ty < p->in_h && tx >= 0 && tx < p->in_w)
-                                                  ? input + (ty * p->in_w + tx) * p->in_c
-                                                  : pad_row;
-                            acc += lw_dot_s8(x, w + ky * p->row4 + kx * p->in_c, p->in_c);
-                        }
+                    for (int32_t t = 0; t < p->k_h * p->k_w; ++t) {
+                        acc += lw_dot_s8(tap[u][t], w + t * p->in_c, p->in_c);
                     }
                     yy[u][oc] = conv_out(p, acc, mult, shift, rnd, oc);
                 }
