@@ -245,6 +245,9 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
               help="two-stage (the paper's: dual model, then progressive unfreezing), plain+aug or plain (one "
                    "model, with or without the augmentation, at the same compute); default per recipe: what "
                    "the multi-seed ablation found best")] = None,
+          batch_norm: Annotated[str, typer.Option(
+              help="fused (TensorFlow's fused kernel while training, faster) or keras (Keras's own ops: the "
+                   "same arithmetic, for comparison)")] = "fused",
           as_json: JsonOpt = False) -> None:
     """Train a model: the paper's two stages (dual-input-output model, then progressive unfreezing), or
     one model at the same compute (--method)."""
@@ -252,7 +255,7 @@ def train(dataset: Annotated[str, typer.Option(help="mnist, fashion_mnist or cif
 
     card = training.train(dataset, out=out, seed=seed, quick=quick, unify=unify, epochs=epochs,
                           schedule=schedule, arch=arch, recipe=recipe, console=_out(as_json), sync_every=sync_every,
-                          method=method)
+                          method=method, batch_norm=batch_norm)
     if as_json:
         _emit_json(card)
 

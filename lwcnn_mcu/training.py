@@ -560,16 +560,20 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
           epochs: int | None = None, schedule: str | None = None, console: Any = None,
           arch: str | None = None, recipe: str | Recipe = "default",
           train_images: int | None = None, verbose: int | None = None,
-          sync_every: int | None = None, method: str | None = None) -> dict[str, Any]:
+          sync_every: int | None = None, method: str | None = None, batch_norm: str = "fused") -> dict[str, Any]:
     """Train with the recipe's method (or ``method``: METHODS); save the .keras, its model card (JSON,
     Markdown) and training curves (PNG). ``recipe="shipped"`` trains with the recipe of the dataset's
     shipped model instead of the default; a ``Recipe`` is used as it is (the model search's trials).
-    ``epochs``: stage 1's epochs for two-stage, all the epochs for the plain methods."""
+    ``epochs``: stage 1's epochs for two-stage, all the epochs for the plain methods. ``batch_norm``:
+    fused (TensorFlow's fused kernel in training, fused_batch_norm) or keras (Keras's own ops, slower;
+    the same arithmetic, for comparison)."""
     datasets.check_name(dataset)
     if unify not in UNIFY:
         raise LwcnnError(f"unknown unification strategy '{unify}'; choose one of {', '.join(UNIFY)}")
     if method is not None and method not in METHODS:
         raise LwcnnError(f"unknown training method '{method}'; choose one of {', '.join(METHODS)}")
+    if batch_norm not in ("fused", "keras"):
+        raise LwcnnError(f"unknown batch norm '{batch_norm}'; choose fused or keras")
     if arch is not None:
         parse_arch(arch)
     out = Path(out or f"{dataset}.keras")
@@ -607,10 +611,10 @@ def train(dataset: str, *, out: Path | None = None, seed: int = 0, quick: bool =
     t0 = time.time()
 
     def backbone_fn(name: str) -> Any:
-        return build_backbone(a, shape, name=name, fused_bn=True)
+        return build_backbone(a, shape, name=name, fused_bn=batch_norm == "fused")
 
     recipe_info = {"name": recipe if isinstance(recipe, str) else "custom", "batch": batch, "lr": rec.lr,
-                   "augmentation": list(rec.aug), "sync_every": rec.sync_every}
+                   "augmentation": list(rec.aug), "sync_every": rec.sync_every, "batch_norm": batch_norm}
     if method != "two-stage":
         n = epochs if epochs is not None else compute_epochs(rec, e1, sched)
         say(f"{method}: one model ({a}, {backbone_fn('probe').count_params():,} params), {n} epochs on "
@@ -713,7 +717,8 @@ def _card_md(c: dict[str, Any]) -> str:
         rec = c["recipe"]
         images = "augmented" if c["method"] == "plain+aug" else "original"
         lines.append(f"- method {c['method']}: one model, {c['epochs']} epochs on the {images} images at batch "
-                     f"{rec['batch']}, learning rate {rec['lr']:g} on a cosine schedule")
+                     f"{rec['batch']}, learning rate {rec['lr']:g} on a cosine schedule, batch norm "
+                     f"{rec.get('batch_norm', 'keras')} (keras: Keras's ops; fused: TensorFlow's fused kernel)")
     times = c["training_time"]
     lines.append(f"- training time: {times['total_s']:.0f} s (" + ", ".join(
         f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in times.items() if k != "total_s") + ")")

@@ -178,6 +178,7 @@ def test_quick_plain_aug_run(tmp_path):  # noqa: ANN001
     assert "unification" not in saved and set(saved["training_time"]) == {"train_s", "float_test_s", "int8_card_s",
                                                                           "total_s"}
     assert "method plain+aug: one model, 4 epochs on the augmented images" in out.with_suffix(".md").read_text()
+    assert saved["recipe"]["batch_norm"] == "fused" and "batch norm fused" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").is_file() and out.with_suffix(".tflite").is_file()
     keras = training._keras()
     saved_model = keras.saving.load_model(out)
@@ -194,6 +195,11 @@ def test_quick_plain_aug_run(tmp_path):  # noqa: ANN001
                        for la in bns)  # the fused kernel's batch statistics reached the moving averages
     with pytest.raises(LwcnnError, match="unknown training method 'swa'"):
         training.train("mnist", out=tmp_path / "x.keras", method="swa")
+    with pytest.raises(LwcnnError, match="unknown batch norm 'cudnn'; choose fused or keras"):
+        training.train("mnist", out=tmp_path / "x.keras", batch_norm="cudnn")
+    keras_bn = training.train("mnist", out=tmp_path / "k.keras", quick=True, seed=1, method="plain+aug",
+                              batch_norm="keras")  # Keras's own ops, for comparison
+    assert keras_bn["recipe"]["batch_norm"] == "keras"
 
 
 def test_fused_batch_norm_matches_keras():
