@@ -336,6 +336,12 @@ def firmware(tmp_path_factory) -> Callable[[str], Path]:  # noqa: ANN001
     return get
 
 
+#: boot READYs counted when the host connects to an emulated board as it boots: pyserial's socket://
+#: open discards whatever arrived before it returns, so on a loaded host the boot READY may be lost
+#: there (harmless: the host asks INFO anyway), never counted as a reset
+BOOT_READY = (0, 1)
+
+
 class Flasher:
     """`lwcnn-mcu flash --board B` in the background (flash and its QEMU in their own process group)."""
 
@@ -401,7 +407,7 @@ def test_flash_then_bench_port(board, flashed, capsys):  # noqa: ANN001
     assert code == 0, err
     check_run(r, 20)
     tr = r["transport"]
-    assert (tr["boot_ready"], tr["device_resets"], r["transport_errors"], tr["retries"]) == (1, 0, 0, 0)
+    assert tr["boot_ready"] in BOOT_READY and (tr["device_resets"], r["transport_errors"], tr["retries"]) == (0, 0, 0)
     # the board keeps running after the host leaves: a second bench finds it up (no READY this time)
     code, r2, err = bench_cli(url, capsys, 5, timeout=5)
     assert code == 0, err
@@ -429,7 +435,7 @@ def test_port_board_reset_mid_request(board, where, flashed, capsys):  # noqa: A
     assert sorted(proxy.injected) == sorted(w for w, _ in RESETS[where])
     check_run(r, 12)
     tr = r["transport"]
-    assert (tr["boot_ready"], tr["device_resets"], tr["input_lost"]) == (1, len(RESETS[where]), 0)
+    assert tr["boot_ready"] in BOOT_READY and (tr["device_resets"], tr["input_lost"]) == (len(RESETS[where]), 0)
     assert r["timing_run"]["inferences"] == 10
 
 
@@ -586,8 +592,8 @@ def test_port_chunked_input_and_output_through_resets_and_damage(faults, firmwar
     assert tr["input_chunks"] >= 5 * per_input + 39 - per_input and tr["output_chunks"] >= 5 + 1
     if not faults:
         # (a reply cut by a reset counts as a CRC error, nothing else goes wrong on a clean link)
-        assert (tr["boot_ready"], tr["device_resets"], tr["input_lost"], tr["timeouts"], tr["device_errors"],
-                tr["retries"]) == (1, 3, 0, 0, 0, 0), tr
+        assert tr["boot_ready"] in BOOT_READY and (tr["device_resets"], tr["input_lost"], tr["timeouts"],
+                                                   tr["device_errors"], tr["retries"]) == (3, 0, 0, 0, 0), tr
         # input 1 staged again from offset 0 after the INPUT and the OUTPUT reset, input 4 before TIME
         assert tr["input_chunks"] == 5 * per_input + (39 - per_input) + 2 * per_input
         assert tr["output_chunks"] == 5 + 1
