@@ -5,7 +5,9 @@
  * tile, lw_mac_2x2_s8): each pixel's k_h x k_w x in_c window is gathered into a patch (taps
  * outside the input get the input zero point, whose offset-corrected value is 0 - exactly what
  * TFLite's skipped taps contribute), then each pair of weight rows is multiplied with both
- * patches. The input offset is folded into bias_folded at compile time.
+ * patches. The input offset is folded into bias_folded at compile time. In place, a pixel pair
+ * whose windows cross the input's border lists its taps' addresses once (2 x LW_CONV_MAX_TAPS
+ * pointers on the stack) and every pair of weight rows goes through them tap by tap.
  *
  * p           [in]  shapes, strides, dilation, padding, offsets, clamp, row4 and patch_len
  *                   (k_h * row4), rq_fast (see lw_requant) - lw_params.h
