@@ -363,6 +363,27 @@ def _conv_arrays(k: int, op: ir.Op, g: ir.Graph, v: dict[str, Any], bias: np.nda
              "rnd": f"@r{k}"}, [])
 
 
+def conv_overlap(v: dict[str, Any]) -> int:
+    """D (a multiple of 4) such that a CONV_2D may write its output over its dying input when the
+    input starts D bytes into the output's buffer. Every path of lw_conv_s8 computes output pixels in
+    raster order, two at a time (pw16 one at a time, its input read first), and while it computes
+    the pair from pixel i on it reads no input byte before first(i): the first byte of the first
+    input row of pixel i's window, from its first column inside the input (on the top and left
+    borders, row 0 and column 0), the least of that over i and every later pixel. Writing the pair
+    covers output bytes [0, out_c * (i + 2)), which must lie below D + first(i)."""
+    in_w, ic, oc = int(v["in_w"]), int(v["in_c"]), int(v["out_c"])
+    out_w, n = int(v["out_w"]), int(v["out_h"] * v["out_w"])
+    first = [0] * n
+    later = int(v["in_h"]) * in_w * ic  # nothing read after the last pixel
+    for i in range(n - 1, -1, -1):
+        iy = (i // out_w) * int(v["stride_h"]) - int(v["pad_top"])
+        ix = (i % out_w) * int(v["stride_w"]) - int(v["pad_left"])
+        later = min(later, (max(iy, 0) * in_w + min(max(ix, 0), in_w)) * ic)
+        first[i] = later
+    d = max(oc * min(i + 2, n) - first[i] for i in range(0, n, 2))
+    return max(0, (d + 3) // 4 * 4)
+
+
 def _variant_names(v: dict[str, Any], *names: str) -> tuple[str, ...]:
     label = {"rq_fast": "fast requantization", "rq_mono": "max of raw accumulators", "pw16": "pw16",
              "dw16": "dw16", "dw_rows": "input row ring", "in_place": "windows in place", "fc4": "fc4",
@@ -384,14 +405,7 @@ def _conv(k: int, op: ir.Conv2D, g: ir.Graph, opts: Options) -> Kernel:
     if v["in_place"]:
         checks.append(("LW_CONV_MAX_TAPS", int(v["k_h"] * v["k_w"]), "taps of a window read in place"))
     args["scratch"] = "NULL"  # the planner's scratch buffer replaces it when the kernel needs one
-    overlap = None
-    if (v["in_place"] and v["k_h"] == v["k_w"] == 1 and v["stride_h"] == v["stride_w"] == 1
-            and v["pad_top"] == v["pad_left"] == 0 and v["in_h"] == v["out_h"] and v["in_w"] == v["out_w"]):
-        # output pixels are computed in pairs (i, i+1) in order, reading only input pixels i and i+1:
-        # with the input D bytes into the output buffer, writing pixels <= i+1 (up to oc*(i+2)) must
-        # not reach input pixel i (at D + ic*i): D >= oc*(i+2) - ic*i, largest at the first or last pair
-        ic, oc, n = int(v["in_c"]), int(v["out_c"]), int(v["out_h"] * v["out_w"])
-        overlap = (max(oc * (i + 2) - ic * i for i in (0, (n - 1) // 2 * 2)) + 3) // 4 * 4
+    overlap = conv_overlap(v)
     # two patches (the 2x2 register tile computes two output pixels at once); none in place
     scratch = 0 if v["in_place"] else 2 * int(v["patch_len"])
     return Kernel("conv", _struct("conv", v), tuple(arrays), args, _variant_names(v, "pw16", "in_place", "rq_fast"),

@@ -9,13 +9,14 @@ Algorithm
 2. **Aliases.** Tensors that must or may hold the same bytes are merged into one *buffer*:
    a RESHAPE's output is its input under another shape (always merged; zero cost); an op that
    may work in place (ADD, SOFTMAX, QUANTIZE/RELU: ``Op.INPLACE_INPUT``) writes over its input
-   when that input's buffer dies at this op and has the same size. A pointwise op that streams
-   pixel by pixel (a 1x1 stride-1 CONV_2D read in place: ``Kernel.overlap_offset`` of the backend) may write its
-   output over its dying input when the input starts D bytes into the output's buffer, D chosen so that
-   no output pixel lands on an input pixel not yet read; the buffer is then max(out, D + in)
-   bytes instead of out + in. These overlaps are *optional*: each pins the output D bytes below its
-   input, and a chain of them drifts down the arena by D per op (a depthwise-separable stack would
-   then need more than two maps' worth), so step 4 also tries plans without some of them. A buffer's
+   when that input's buffer dies at this op and has the same size. An op that computes its output
+   pixels in order (a CONV_2D: ``backend.conv_overlap``; a depthwise one with its row ring:
+   ``dw_rows_geometry``; ``Kernel.overlap_offset`` of the backend) may write its output over its dying
+   input when the input starts D bytes into the output's buffer, D chosen so that no output pixel lands
+   on an input byte not yet read; the buffer is then max(out, D + in) bytes instead of out + in.
+   These overlaps are *optional*: each pins the output D bytes below its input, and a chain of them
+   drifts down the arena by D per op (a depthwise-separable stack would then need more than two maps'
+   worth), so step 4 also tries plans without some of them. A buffer's
    lifetime is the union of its tensors'. Buffers holding the caller's input are never written to;
    a RESHAPE from the caller's input straight to the caller's output stays a copy.
 3. **Lower bound.** At op k the arena holds at least every part (tensor in its buffer, or kernel

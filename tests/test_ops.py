@@ -124,6 +124,22 @@ CASES = {
     "dwconv1x3_c4_rows_valid": lambda k, L: _m(k, (5, 9, 4), L.DepthwiseConv2D((1, 3))),
     "dwconv3x5_c8_rows": lambda k, L: _m(k, (6, 9, 8), L.DepthwiseConv2D((3, 5), padding="same")),
     "conv3x3_c8_odd_oc": lambda k, L: _m(k, (7, 9, 8), L.Conv2D(7, 3, padding="same", activation="relu")),
+    # a convolution writing its output over its dying input (backend.conv_overlap), on each path: in place
+    # (odd width: pixel pairs across rows, a lone last pixel), stride 2 and widening, gathered patches,
+    # pw16 on a gathered patch, dilated, narrowing; a 1x1 convolution after it keeps its output in the arena
+    "conv3x3_c8_over_input": lambda k, L: _m(k, (7, 9, 8), L.Conv2D(8, 1), L.Conv2D(8, 3, padding="same"),
+                                              L.Conv2D(3, 1)),
+    "conv3x3_s2_widen_over_input": lambda k, L: _m(k, (9, 8, 4), L.Conv2D(4, 1), L.Conv2D(12, 3, strides=2,
+                                                                                           padding="same"),
+                                                   L.Conv2D(3, 1)),
+    "conv3x3_c3_gathered_over_input": lambda k, L: _m(k, (6, 7, 2), L.Conv2D(3, 1), L.Conv2D(5, 3, padding="same"),
+                                                      L.Conv2D(2, 1)),
+    "conv3x3_c1_pw16_over_input": lambda k, L: _m(k, (8, 7, 3), L.Conv2D(1, 1), L.Conv2D(6, 3, padding="same"),
+                                                  L.Conv2D(2, 1)),
+    "conv3x3_dil2_valid_over_input": lambda k, L: _m(k, (10, 9, 4), L.Conv2D(4, 1), L.Conv2D(6, 3, dilation_rate=2),
+                                                     L.Conv2D(2, 1)),
+    "conv3x3_narrow_over_input": lambda k, L: _m(k, (8, 8, 16), L.Conv2D(16, 1), L.Conv2D(4, 3, padding="same"),
+                                                 L.Conv2D(2, 1)),
     # 4k channels but more taps than LW_CONV_MAX_TAPS: gathered patches, not read in place
     "conv7x7_c4_many_taps": lambda k, L: _m(k, (9, 8, 4), L.Conv2D(6, 7, padding="same")),
     "dwconv3x5_relu": lambda k, L: _m(k, (8, 12, 5), L.DepthwiseConv2D((3, 5), padding="same", activation="relu")),
@@ -337,6 +353,8 @@ PATHS = {case: "pw16" for case in CASES if case.endswith("_pw16")} | {
     "dwconv3x3_c8_pairs": "dw16", "conv1x1_c8_in_place": "in_place", "conv3x3_c8_odd_oc": "fast_requant",
     "maxpool2": "mono_pool", "add_lut_relu": "add_lut", "sub_lut": "add_lut", "sub_bcast_lut": "add_lut",
     "dense_softmax": "fc4", "dense_relu_nobias_2d": "fc4"} | {case: "dw_rows" for case in CASES if "_rows" in case}
+# rows where a 3x3 convolution must write its output over its dying input (so each path is compared so)
+OVER_INPUT = {case for case in CASES if case.startswith("conv3x3_") and case.endswith("_over_input")}
 # rows that must not take a fast path by default (a limit of the kernel sends them the general way)
 AVOIDS = {"conv7x7_c4_many_taps": "in_place"}
 
@@ -359,6 +377,20 @@ def _takes(c, path: str) -> bool:  # noqa: ANN001
     if path == "mono_pool":
         return any(k.kind == "convpool" and k.params["rq_mono"] and not k.params["pool_avg"] for k in c.kernels)
     return any(kern.params.get(FLAGS[path]) for kern in c.kernels)
+
+
+def _over_input(c, k: int) -> bool:  # noqa: ANN001
+    """Some k x k CONV_2D's output shares arena bytes with its input (the planner took its overlap)."""
+    def span(tid: int) -> range | None:
+        pl = c.plan.placements[tid]
+        return range(pl.offset, pl.offset + c.graph.t(tid).nbytes) if pl.where == "arena" else None
+
+    for op in c.graph.ops:
+        if op.opcode == "CONV_2D" and c.graph.t(op.inputs[1]).shape[1] == k:
+            a, b = span(op.inputs[0]), span(op.outputs[0])
+            if a is not None and b is not None and a.start < b.stop and b.start < a.stop:
+                return True
+    return False
 
 
 def _broadcasts(c) -> bool:  # noqa: ANN001
@@ -398,6 +430,8 @@ def _check_bitexact(case: str, c, tmp_path) -> None:  # noqa: ANN001
         assert OPS[case] in [op.opcode for op in c.graph.ops], f"{case} has no (separate) {OPS[case]}"
     if case in BROADCASTS:
         assert _broadcasts(c), f"{case} broadcasts no input"
+    if case in OVER_INPUT:
+        assert _over_input(c, 3), f"{case}: no 3x3 convolution writes over its input"
     x = random_inputs(c, 48)
     expect = reference.tflm_run(c.tflite, x, c.graph.input.shape)
     got = hostrun.build_host(c.gen.files).run(x)
